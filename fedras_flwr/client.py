@@ -1,0 +1,91 @@
+"""Flower client: a thin `NumPyClient` over `ClientWorker` for the users one SuperNode hosts."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from flwr.client import NumPyClient
+from flwr.common import ArrayRecord, Context, NDArrays, Scalar
+from flwr.app import Array
+
+from fedras_flwr.config import RunConfig
+from fedras_flwr.data import load_split
+from fedras_flwr.federation import ClientWorker, partition_users
+from fedras_flwr.wire import pack_ranks, pack_updates, pack_vector, unpack_vector
+
+STATE_KEY = "fedras-user-embeddings"
+
+
+class ContextUserStore:
+    """Private user embeddings kept in the node's `context.state`, which persists across rounds."""
+
+    def __init__(self, context: Context) -> None:
+        if STATE_KEY not in context.state:
+            context.state[STATE_KEY] = ArrayRecord()
+        self._record: ArrayRecord = context.state[STATE_KEY]
+
+    def get(self, user: int) -> np.ndarray | None:
+        array = self._record.get(str(user))
+        return None if array is None else array.numpy()
+
+    def put(self, user: int, vector: np.ndarray) -> None:
+        self._record[str(user)] = Array(vector)
+
+
+@lru_cache(maxsize=2)
+def cached_worker(cfg: RunConfig) -> ClientWorker:
+    """One worker (parsed data, samplers) per process and config, reused across rounds."""
+    return ClientWorker(cfg, load_split(cfg))
+
+
+class FedRASClient(NumPyClient):
+    """Trains and evaluates the SuperNode's users the server asks for; uploads codec payloads."""
+
+    def __init__(self, worker: ClientWorker, partition_id: int, num_partitions: int, context: Context) -> None:
+        self.worker = worker
+        self.partition_id = partition_id
+        self.num_partitions = num_partitions
+        self.users = partition_users(worker.split.num_users, partition_id, num_partitions)
+        self.store = ContextUserStore(context)
+
+    def get_properties(self, config: dict[str, Scalar]) -> dict[str, Scalar]:
+        """What the server needs to route users: who lives here and the catalogue size."""
+        return {
+            "users": pack_vector(self.users, "<i8"),
+            "num-users": self.worker.split.num_users,
+            "num-items": self.worker.split.num_items,
+            "partition-id": self.partition_id,
+            "num-partitions": self.num_partitions,
+            "dataset": self.worker.split.name,
+        }
+
+    def _asked_users(self, config: dict[str, Scalar]) -> list[int]:
+        users = unpack_vector(config["users"], "<i8", "users").tolist()
+        foreign = set(users) - set(self.users)
+        if foreign:
+            raise ValueError(f"users {sorted(foreign)[:5]} are not hosted by partition {self.partition_id}")
+        return users
+
+    def fit(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[NDArrays, int, dict[str, Scalar]]:
+        users = self._asked_users(config)
+        updates = self.worker.fit(users, parameters, int(config["server-round"]), self.store)
+        arrays, metrics = pack_updates(updates)
+        return arrays, sum(u.num_examples for u in updates), metrics
+
+    def evaluate(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[float, int, dict[str, Scalar]]:
+        ranks = self.worker.rank(self.users, parameters, self.store)
+        return 0.0, len(self.users), pack_ranks(self.users, ranks)
+
+
+def make_client(context: Context, cfg: RunConfig | None = None) -> FedRASClient:
+    """Build the client for this node; `cfg` defaults to the run's run_config."""
+    cfg = cfg or RunConfig.from_flat(context.run_config)
+    try:
+        partition_id = int(context.node_config["partition-id"])
+        num_partitions = int(context.node_config["num-partitions"])
+    except KeyError as err:
+        raise ValueError(
+            "this SuperNode needs --node-config 'partition-id=<i> num-partitions=<n>' to know which users it hosts"
+        ) from err
+    return FedRASClient(cached_worker(cfg), partition_id, num_partitions, context)

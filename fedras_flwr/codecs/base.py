@@ -1,0 +1,100 @@
+"""The codec interface: how one client's item-table update travels to the server.
+
+A codec turns an `ItemUpdate` (touched item ids + their update rows) into a fixed number of numpy
+arrays that travel as Flower arrays with their real dtypes, and back. `wire_bytes` is exactly what
+those arrays weigh once serialized the way Flower serializes them (numpy's .npy format, header
+included), so byte accounting is measured, not estimated.
+
+To add a codec, add one module to this package with a `Codec` subclass that sets `name`: it is found
+and registered automatically.
+"""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import numpy as np
+
+from fedras_flwr.config import RunConfig
+
+_REGISTRY: dict[str, type["Codec"]] = {}
+
+
+class PayloadError(ValueError):
+    """A client payload that cannot be decoded (wrong count, dtype, shape, range or non-finite)."""
+
+
+@dataclass(frozen=True)
+class ItemUpdate:
+    """Rows of the item-table update for the items one client touched (ids sorted and unique)."""
+
+    ids: np.ndarray  # int64
+    rows: np.ndarray  # float32 (len(ids), dim)
+
+
+def serialized_size(array: np.ndarray) -> int:
+    """Bytes of `array` as Flower ships it (`np.save`, allow_pickle=False: header + raw data)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getbuffer().nbytes
+
+
+def wire_bytes(arrays: Sequence[np.ndarray]) -> int:
+    return sum(serialized_size(a) for a in arrays)
+
+
+class Codec(ABC):
+    """Client-side encode, server-side decode; subclasses register themselves by `name`."""
+
+    name: ClassVar[str]
+    #: number of arrays `encode` returns (the server splits a multi-user reply with it)
+    num_arrays: ClassVar[int]
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            _REGISTRY[cls.name] = cls
+
+    def __init__(self, cfg: RunConfig, num_items: int, dim: int) -> None:
+        self.cfg = cfg
+        self.num_items = num_items
+        self.dim = dim
+
+    @abstractmethod
+    def encode(self, update: ItemUpdate) -> list[np.ndarray]:
+        """Client side: the arrays to upload."""
+
+    @abstractmethod
+    def decode(self, arrays: Sequence[np.ndarray]) -> ItemUpdate:
+        """Server side: rebuild the update; raise PayloadError on anything malformed."""
+
+    # -- helpers for decoders: a hostile client must not crash or poison the server --------------
+    def _expect(self, arrays: Sequence[np.ndarray], dtypes: Sequence[str], ndims: Sequence[int]) -> None:
+        if len(arrays) != self.num_arrays:
+            raise PayloadError(f"{self.name}: expected {self.num_arrays} arrays, got {len(arrays)}")
+        for index, (array, dtype, ndim) in enumerate(zip(arrays, dtypes, ndims)):
+            if not isinstance(array, np.ndarray) or array.dtype != np.dtype(dtype) or array.ndim != ndim:
+                raise PayloadError(
+                    f"{self.name}: array {index} must be {dtype} with {ndim} dims, got "
+                    f"{getattr(array, 'dtype', type(array))} {getattr(array, 'shape', '')}"
+                )
+
+    def _check_ids(self, ids: np.ndarray) -> np.ndarray:
+        ids = ids.astype(np.int64)
+        if len(ids) and (ids[0] < 0 or ids[-1] >= self.num_items or np.any(np.diff(ids) <= 0)):
+            raise PayloadError(f"{self.name}: item ids must be sorted, unique and in [0, {self.num_items})")
+        return ids
+
+    def _check_rows(self, rows: np.ndarray, count: int) -> np.ndarray:
+        if rows.shape != (count, self.dim):
+            raise PayloadError(f"{self.name}: rows have shape {rows.shape}, expected {(count, self.dim)}")
+        if not np.all(np.isfinite(rows)):
+            raise PayloadError(f"{self.name}: rows contain NaN or infinity")
+        return rows.astype(np.float32, copy=False)
+
+
+def codec_registry() -> dict[str, type[Codec]]:
+    return dict(_REGISTRY)

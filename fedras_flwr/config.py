@@ -1,0 +1,145 @@
+"""Typed run configuration.
+
+The defaults here are the single source of truth for the algorithm; `pyproject.toml`'s
+`[tool.flwr.app.config]` must list exactly the same keys and values (a test checks it), because
+`flwr run` only accepts overrides of keys that pyproject declares. Keys are hyphenated as in Flower.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A run-config value is missing, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one federated run needs. Attribute names are the run-config keys with `_`."""
+
+    # data
+    dataset: str = "synthetic"
+    data_dir: str = ""
+    cache_dir: str = ""
+    interactions_file: str = ""
+    interactions_sep: str = "auto"
+    interactions_columns: str = "user,item,timestamp"
+    min_user_interactions: int = 5
+    synthetic_users: int = 600
+    synthetic_items: int = 1000
+    synthetic_mean_interactions: int = 60
+    # model and local training
+    model: str = "mf"
+    embedding_dim: int = 32
+    mlp_layers: str = "64,32,16"
+    init_std: float = 0.1
+    local_epochs: int = 2
+    batch_size: int = 64
+    lr: float = 4.0
+    optimizer: str = "sgd"
+    weight_decay: float = 0.0
+    num_negatives: int = 4
+    # federation
+    num_server_rounds: int = 100
+    clients_per_round: int = 100
+    server_lr: float = 1.0
+    aggregation_weighting: str = "uniform"
+    codec: str = "dense"
+    # evaluation and output
+    num_eval_negatives: int = 99
+    topk: str = "10"
+    eval_every: int = 10
+    seed: int = 0
+    out_dir: str = ""
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def topk_list(self) -> list[int]:
+        return parse_int_list(self.topk, "topk")
+
+    @property
+    def mlp_layer_sizes(self) -> list[int]:
+        return parse_int_list(self.mlp_layers, "mlp-layers")
+
+    @classmethod
+    def from_flat(cls, values: Mapping[str, Any]) -> "RunConfig":
+        """Build from a Flower run_config (hyphenated keys); unknown keys are an error."""
+        known = {f.name: f for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"unknown run-config key {key!r}; known keys: {sorted(flat_defaults())}")
+            kwargs[name] = _coerce(key, value, known[name].type)
+        return cls(**kwargs)
+
+    def to_flat(self) -> dict[str, Any]:
+        """Hyphenated dict, the form pyproject and `--run-config` use."""
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def flat_defaults() -> dict[str, Any]:
+    """The default run-config as Flower sees it."""
+    return RunConfig().to_flat()
+
+
+def parse_int_list(text: str, key: str) -> list[int]:
+    try:
+        values = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError as err:
+        raise ConfigError(f"{key} must be a comma-separated list of integers, got {text!r}") from err
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(f"{key} must list positive integers, got {text!r}")
+    return values
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _coerce(key: str, value: Any, type_name: Any) -> Any:
+    target = _TYPES[type_name if isinstance(type_name, str) else type_name.__name__]
+    if target is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if target is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, target) or (target is int and isinstance(value, bool)):
+        raise ConfigError(f"run-config key {key!r} must be {target.__name__}, got {value!r}")
+    return value
+
+
+_CHOICES = {
+    "model": ("mf", "neumf"),
+    "optimizer": ("sgd", "adam"),
+    "aggregation_weighting": ("uniform", "examples"),
+}
+_POSITIVE = (
+    "embedding_dim", "local_epochs", "batch_size", "num_server_rounds", "clients_per_round",
+    "eval_every", "num_eval_negatives", "synthetic_users", "synthetic_items", "synthetic_mean_interactions",
+)
+
+
+def _validate(cfg: RunConfig) -> None:
+    for name, choices in _CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise ConfigError(f"{name.replace('_', '-')} must be one of {choices}, got {getattr(cfg, name)!r}")
+    for name in _POSITIVE:
+        if getattr(cfg, name) <= 0:
+            raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {getattr(cfg, name)}")
+    if cfg.num_negatives < 0 or cfg.weight_decay < 0 or cfg.lr <= 0 or cfg.server_lr <= 0:
+        raise ConfigError("num-negatives and weight-decay must be >= 0; lr and server-lr must be > 0")
+    if cfg.min_user_interactions < 3:
+        raise ConfigError("min-user-interactions must be >= 3 (one training, one validation and one test item)")
+    cfg.topk_list  # noqa: B018 - parse to validate
+    cfg.mlp_layer_sizes  # noqa: B018
+    from fedras_flwr.codecs import available_codecs  # local import: codecs import this module
+
+    if cfg.codec not in available_codecs():
+        raise ConfigError(f"codec must be one of {available_codecs()}, got {cfg.codec!r}")

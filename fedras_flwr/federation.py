@@ -1,0 +1,215 @@
+"""The federated algorithm, free of Flower: what a client holding some users does in a round, and
+what the server does with their uploads. The Flower layer (client.py, strategy.py) and the
+in-process loop (inprocess.py) both drive these two objects, so neither re-implements the algorithm.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from fedras_flwr.codecs import ItemUpdate, PayloadError, make_codec, wire_bytes
+from fedras_flwr.config import RunConfig
+from fedras_flwr.data.split import PURPOSE_INIT, NegativeSampler, SplitDataset, user_rng
+from fedras_flwr.metrics import ranking_report
+from fedras_flwr.models import Backbone, make_backbone
+from fedras_flwr.training import UserRanks, rank_user, train_user
+
+log = logging.getLogger(__name__)
+
+PURPOSE_SERVER_INIT = 100
+PURPOSE_SAMPLE_USERS = 101
+
+
+def make_model(cfg: RunConfig) -> Backbone:
+    return make_backbone(cfg.model, cfg.embedding_dim, cfg.mlp_layer_sizes)
+
+
+def partition_users(num_users: int, partition_id: int, num_partitions: int) -> list[int]:
+    """Users hosted by one SuperNode: round-robin, so partitions differ in size by at most one."""
+    if not 0 <= partition_id < num_partitions:
+        raise ValueError(f"partition-id {partition_id} is outside [0, num-partitions={num_partitions})")
+    return list(range(partition_id, num_users, num_partitions))
+
+
+class UserStore(Protocol):
+    """Where a client keeps its users' private embeddings between rounds."""
+
+    def get(self, user: int) -> np.ndarray | None: ...
+
+    def put(self, user: int, vector: np.ndarray) -> None: ...
+
+
+class MemoryUserStore(dict):
+    """A `UserStore` in a plain dict (in-process runs and tests)."""
+
+    def put(self, user: int, vector: np.ndarray) -> None:
+        self[user] = vector
+
+
+@dataclass(frozen=True)
+class ClientUpdate:
+    """One user's upload for one round."""
+
+    user: int
+    payload: list[np.ndarray]  # the codec's arrays
+    dense: list[np.ndarray]  # updated shared dense weights (NeuMF), [] for MF
+    num_examples: int
+    train_loss: float
+
+
+def split_global_arrays(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The broadcast is [item table, *dense weights]."""
+    return arrays[0], list(arrays[1:])
+
+
+class ClientWorker:
+    """The users one client process holds, and what it does with them each round."""
+
+    def __init__(self, cfg: RunConfig, split: SplitDataset) -> None:
+        self.cfg = cfg
+        self.split = split
+        self.backbone = make_model(cfg)
+        self.codec = make_codec(cfg, split.num_items, self.backbone.item_dim)
+        self._samplers: dict[int, NegativeSampler] = {}
+
+    def user_vector(self, store: UserStore, user: int) -> np.ndarray:
+        """The private embedding; a user never trained starts from a seed-determined vector."""
+        vector = store.get(user)
+        if vector is None:
+            vector = self.backbone.init_user(self.cfg.init_std, user_rng(self.cfg.seed, user, PURPOSE_INIT))
+        return vector
+
+    def _sampler(self, user: int) -> NegativeSampler:
+        if user not in self._samplers:
+            self._samplers[user] = NegativeSampler(self.split.users[user], self.split.num_items)
+        return self._samplers[user]
+
+    def fit(
+        self, users: Sequence[int], global_arrays: Sequence[np.ndarray], server_round: int, store: UserStore
+    ) -> list[ClientUpdate]:
+        item_table, dense = split_global_arrays(global_arrays)
+        updates = []
+        for user in users:
+            result = train_user(
+                self.backbone, self.cfg, self.split.users[user], self._sampler(user),
+                self.user_vector(store, user), item_table, dense, server_round,
+            )
+            store.put(user, result.user_vector)
+            payload = self.codec.encode(ItemUpdate(ids=result.touched, rows=result.delta))
+            updates.append(ClientUpdate(user, payload, result.dense, result.num_examples, result.train_loss))
+        return updates
+
+    def rank(self, users: Sequence[int], global_arrays: Sequence[np.ndarray], store: UserStore) -> list[UserRanks]:
+        item_table, dense = split_global_arrays(global_arrays)
+        return [
+            rank_user(self.backbone, self.split.users[u], self.user_vector(store, u), item_table, dense) for u in users
+        ]
+
+
+@dataclass(frozen=True)
+class RoundTrainStats:
+    """What the server measured while aggregating one round (bytes are per client upload, means)."""
+
+    clients: int
+    rejected: int
+    train_loss: float
+    up_bytes: float
+    up_bytes_sparse_ref: float
+    touched_rows: float
+
+
+class FederatedServer:
+    """Holds the global item table and dense weights; samples users, aggregates, scores rounds."""
+
+    def __init__(self, cfg: RunConfig, num_items: int, users: Sequence[int]) -> None:
+        self.cfg = cfg
+        self.num_items = num_items
+        self.users = sorted(users)
+        self.backbone = make_model(cfg)
+        self.codec = make_codec(cfg, num_items, self.backbone.item_dim)
+        rng = np.random.default_rng([cfg.seed, PURPOSE_SERVER_INIT])
+        self.item_table = self.backbone.init_items(num_items, cfg.init_std, rng)
+        self.dense = self.backbone.init_dense(rng)
+
+    # -- what the server sends -------------------------------------------------------------------
+    def global_arrays(self) -> list[np.ndarray]:
+        return [self.item_table, *self.dense]
+
+    def down_bytes(self) -> int:
+        return wire_bytes(self.global_arrays())
+
+    @property
+    def up_bytes_dense_ref(self) -> int:
+        """CoLR / PFedRec reference: the full float32 table, M x d x 4 bytes."""
+        return self.num_items * self.backbone.item_dim * 4
+
+    def sample_users(self, server_round: int) -> list[int]:
+        """Uniform without replacement over users (not nodes), seeded by (seed, round)."""
+        count = min(self.cfg.clients_per_round, len(self.users))
+        rng = np.random.default_rng([self.cfg.seed, PURPOSE_SAMPLE_USERS, server_round])
+        return sorted(self.users[i] for i in rng.choice(len(self.users), size=count, replace=False))
+
+    def is_eval_round(self, server_round: int) -> bool:
+        return server_round % self.cfg.eval_every == 0 or server_round == self.cfg.num_server_rounds
+
+    # -- aggregation -------------------------------------------------------------------------------
+    def aggregate(self, updates: Sequence[ClientUpdate]) -> RoundTrainStats:
+        """Per-item mean over the clients that touched each item, then Q[i] += server_lr * mean_i.
+
+        Updates are folded in user order, so the result does not depend on how users are spread over
+        SuperNodes or in which order replies arrive. A payload that fails to decode is rejected alone.
+        """
+        dim = self.backbone.item_dim
+        row_sums = np.zeros((self.num_items, dim), dtype=np.float64)
+        row_weights = np.zeros(self.num_items, dtype=np.float64)
+        dense_sums = [np.zeros(w.shape, dtype=np.float64) for w in self.dense]
+        accepted: list[tuple[ClientUpdate, int, int]] = []
+        for update in sorted(updates, key=lambda u: u.user):
+            try:
+                decoded = self.codec.decode(update.payload)
+                self._check_dense(update.dense)
+            except PayloadError as err:
+                log.warning("rejected the update of user %d: %s", update.user, err)
+                continue
+            weight = float(update.num_examples) if self.cfg.aggregation_weighting == "examples" else 1.0
+            row_sums[decoded.ids] += weight * decoded.rows
+            row_weights[decoded.ids] += weight
+            for total, weights in zip(dense_sums, update.dense):
+                total += update.num_examples * weights
+            accepted.append((update, wire_bytes(update.payload), len(decoded.ids)))
+        if not accepted:
+            return RoundTrainStats(0, len(updates), float("nan"), 0.0, 0.0, 0.0)
+        touched = row_weights > 0
+        step = row_sums[touched] / row_weights[touched, None]
+        self.item_table[touched] = (self.item_table[touched] + self.cfg.server_lr * step).astype(np.float32)
+        examples = sum(u.num_examples for u, _, _ in accepted)
+        self.dense = [(total / examples).astype(np.float32) for total in dense_sums]
+        rows = np.array([n for _, _, n in accepted], dtype=np.float64)
+        return RoundTrainStats(
+            clients=len(accepted),
+            rejected=len(updates) - len(accepted),
+            train_loss=float(np.mean([u.train_loss for u, _, _ in accepted])),
+            up_bytes=float(np.mean([b for _, b, _ in accepted])),
+            up_bytes_sparse_ref=float(np.mean(rows * (dim * 4 + 4))),
+            touched_rows=float(np.mean(rows)),
+        )
+
+    def _check_dense(self, dense: Sequence[np.ndarray]) -> None:
+        if len(dense) != len(self.dense) or any(
+            w.shape != ref.shape or w.dtype != np.float32 or not np.all(np.isfinite(w)) for w, ref in zip(dense, self.dense)
+        ):
+            raise PayloadError("dense weights have the wrong count, shape or dtype, or are not finite")
+
+    def evaluation_report(self, ranks: Sequence[UserRanks]) -> dict[str, float]:
+        """HR/NDCG at every configured K, sampled and full, for test and validation items."""
+        columns = {
+            ("", ""): [r.test_sampled for r in ranks],
+            ("", "-full"): [r.test_full for r in ranks],
+            ("val-", ""): [r.val_sampled for r in ranks],
+            ("val-", "-full"): [r.val_full for r in ranks],
+        }
+        return ranking_report({key: np.asarray(v) for key, v in columns.items()}, self.cfg.topk_list)

@@ -1,0 +1,38 @@
+"""Top-K ranking metrics from 0-based ranks.
+
+A rank is the number of candidates that scored at least as high as the held-out item, so ties are
+pessimistic: with rank r the item sits at position r + 1. HR@K = 1[r < K]; NDCG@K = 1 / log2(r + 2)
+if r < K else 0 (a single relevant item, so the ideal DCG is 1).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+
+def hit_ratio(ranks: np.ndarray, k: int) -> float:
+    ranks = np.asarray(ranks)
+    return float(np.mean(ranks < k)) if len(ranks) else 0.0
+
+
+def ndcg(ranks: np.ndarray, k: int) -> float:
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if not len(ranks):
+        return 0.0
+    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+    return float(np.mean(gains))
+
+
+def ranking_report(ranks: Mapping[tuple[str, str], np.ndarray], ks: list[int]) -> dict[str, float]:
+    """HR and NDCG for every (prefix, suffix) group of ranks and every K.
+
+    Keys come out as `<prefix>hr@K<suffix>`, e.g. `hr@10`, `ndcg@10-full`, `val-hr@10`.
+    """
+    report: dict[str, float] = {}
+    for (prefix, suffix), values in ranks.items():
+        for k in ks:
+            report[f"{prefix}hr@{k}{suffix}"] = hit_ratio(values, k)
+            report[f"{prefix}ndcg@{k}{suffix}"] = ndcg(values, k)
+    return report

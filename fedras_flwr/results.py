@@ -1,0 +1,124 @@
+"""Run outputs: `rounds.jsonl` (one line per evaluated round), `summary.json`, and a progress line
+per round in the log. Written by whoever drives the server (ServerApp or in-process loop)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fedras_flwr.config import RunConfig
+from fedras_flwr.federation import RoundTrainStats
+
+log = logging.getLogger("fedras_flwr")
+
+
+def resolve_out_dir(out_dir: str) -> Path:
+    """`out-dir` as an absolute path; empty means a new timestamped folder under ./outputs."""
+    if out_dir:
+        path = Path(out_dir).expanduser().resolve()
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path("outputs").resolve() / stamp
+        suffix = 1
+        while path.exists():
+            path = Path("outputs").resolve() / f"{stamp}-{suffix}"
+            suffix += 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _reduction(sent: float, reference: float) -> float:
+    return 100.0 * (1.0 - sent / reference) if reference > 0 else float("nan")
+
+
+def _json_safe(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+class RunRecorder:
+    """Accumulates per-round figures and writes them as they come (a crash keeps earlier rounds)."""
+
+    def __init__(self, cfg: RunConfig, run_info: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.run_info = run_info
+        self.out_dir = resolve_out_dir(cfg.out_dir)
+        self.rounds_file = self.out_dir / "rounds.jsonl"
+        self.rounds_file.write_text("")
+        self.started = time.monotonic()
+        self.total_up_bytes = 0.0
+        self.total_down_bytes = 0.0
+        self.records: list[dict[str, Any]] = []
+        self.primary_metric = f"hr@{cfg.topk_list[0]}"
+        log.info("fedras-flwr: writing results to %s", self.out_dir)
+
+    def record_round(
+        self,
+        server_round: int,
+        train: RoundTrainStats,
+        down_bytes: int,
+        up_bytes_dense_ref: int,
+        evaluation: dict[str, float] | None,
+    ) -> None:
+        self.total_up_bytes += train.up_bytes * train.clients
+        self.total_down_bytes += down_bytes * (train.clients + train.rejected)
+        elapsed = time.monotonic() - self.started
+        metric = evaluation.get(self.primary_metric) if evaluation else None
+        log.info(
+            "round %d/%d | %s %s | up %s B/client | %d clients%s | %.1f s",
+            server_round, self.cfg.num_server_rounds, self.primary_metric.upper(),
+            f"{metric:.4f}" if metric is not None else "-", f"{train.up_bytes:,.0f}", train.clients,
+            f" ({train.rejected} rejected)" if train.rejected else "", elapsed,
+        )
+        if evaluation is None:
+            return
+        record = {
+            "round": server_round,
+            **evaluation,
+            "train-loss": train.train_loss,
+            "clients": train.clients,
+            "rejected-clients": train.rejected,
+            "up-bytes": train.up_bytes,
+            "down-bytes": down_bytes,
+            "up-bytes-dense-ref": up_bytes_dense_ref,
+            "up-bytes-sparse-ref": train.up_bytes_sparse_ref,
+            "up-reduction-dense": _reduction(train.up_bytes, up_bytes_dense_ref),
+            "up-reduction-sparse": _reduction(train.up_bytes, train.up_bytes_sparse_ref),
+            "touched-rows": train.touched_rows,
+            "total-up-bytes": self.total_up_bytes,
+            "total-down-bytes": self.total_down_bytes,
+            "wall-time": elapsed,
+        }
+        record = {key: _json_safe(value) for key, value in record.items()}
+        self.records.append(record)
+        with open(self.rounds_file, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def finish(self) -> dict[str, Any]:
+        """Write summary.json: config, final and best metrics, totals, wall time."""
+        final = self.records[-1] if self.records else {}
+        metric_keys = [k for k in final if "hr@" in k or "ndcg@" in k]
+        best = {
+            key: max((r[key] for r in self.records if r.get(key) is not None), default=None) for key in metric_keys
+        }
+        summary = {
+            "config": self.cfg.to_flat(),
+            **self.run_info,
+            "out-dir": str(self.out_dir),
+            "rounds": self.cfg.num_server_rounds,
+            "final": {k: final[k] for k in metric_keys},
+            "best": best,
+            "best-round": {k: next((r["round"] for r in self.records if r.get(k) == v), None) for k, v in best.items()},
+            "final-up-reduction-dense": final.get("up-reduction-dense"),
+            "final-up-reduction-sparse": final.get("up-reduction-sparse"),
+            "total-up-bytes": self.total_up_bytes,
+            "total-down-bytes": self.total_down_bytes,
+            "wall-time": time.monotonic() - self.started,
+        }
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        log.info("fedras-flwr: finished; results in %s", self.out_dir)
+        return summary

@@ -1,0 +1,38 @@
+"""Flower ServerApp (`flwr run` entry): `FedRASStrategy` for `num-server-rounds` rounds."""
+
+from __future__ import annotations
+
+import logging
+
+from flwr.common import Context
+from flwr.server import ServerApp, ServerAppComponents, ServerConfig
+
+from fedras_flwr.config import RunConfig
+from fedras_flwr.strategy import FedRASStrategy
+
+
+def show_progress_logs() -> None:
+    """Print the algorithm's progress lines next to Flower's own log (once per process)."""
+    logger = logging.getLogger("fedras_flwr")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)-8s: fedras %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def make_server_app(cfg: RunConfig | None = None) -> ServerApp:
+    """A ServerApp; pass `cfg` to run without a Flower run_config (tests, Hydra in-process)."""
+
+    def server_fn(context: Context) -> ServerAppComponents:
+        show_progress_logs()
+        run_cfg = cfg or RunConfig.from_flat(context.run_config)
+        return ServerAppComponents(
+            strategy=FedRASStrategy(run_cfg), config=ServerConfig(num_rounds=run_cfg.num_server_rounds)
+        )
+
+    return ServerApp(server_fn=server_fn)
+
+
+app = make_server_app()

@@ -1,0 +1,172 @@
+"""Flower strategy: a thin `Strategy` over `ServerSession`.
+
+Users, not SuperNodes, are the federated clients: on start the strategy asks every SuperNode which
+users it hosts, then each round samples users, sends every SuperNode the ids of its sampled users,
+and hands the decoded uploads to the algorithm. A SuperNode whose reply is broken or that fails is
+logged and skipped; it never stops the run or touches the global state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flwr.common import (
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    GetPropertiesIns,
+    Parameters,
+    Scalar,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
+from flwr.server.client_manager import ClientManager
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.strategy import Strategy
+
+from fedras_flwr.config import RunConfig
+from fedras_flwr.session import ServerSession
+from fedras_flwr.wire import WireError, pack_vector, unpack_ranks, unpack_updates, unpack_vector
+
+log = logging.getLogger("fedras_flwr")
+
+
+class DiscoveryError(RuntimeError):
+    """The SuperNodes do not host a consistent, complete set of users."""
+
+
+class FedRASStrategy(Strategy):
+    """Samples users, routes them to their SuperNodes, aggregates compressed item-table uploads."""
+
+    def __init__(self, cfg: RunConfig, node_wait_seconds: float = 600.0) -> None:
+        self.cfg = cfg
+        self.node_wait_seconds = node_wait_seconds
+        self.session: ServerSession | None = None
+        self.proxies: dict[str, ClientProxy] = {}
+        self.users_of_node: dict[str, list[int]] = {}
+        self.node_of_user: dict[int, str] = {}
+
+    # -- start-up ------------------------------------------------------------------------------------
+    def initialize_parameters(self, client_manager: ClientManager) -> Parameters:
+        num_items, num_users, dataset = self._discover(client_manager)
+        users = sorted(self.node_of_user)
+        self.session = ServerSession(
+            self.cfg, num_items, users, {"dataset": dataset, "runner": "flower", "supernodes": len(self.proxies)}
+        )
+        log.info("fedras-flwr: %d users on %d SuperNodes, %d items", num_users, len(self.proxies), num_items)
+        return ndarrays_to_parameters(self.session.server.global_arrays())
+
+    def _properties(self, proxies: list[ClientProxy]) -> list[dict[str, Scalar]]:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            replies = pool.map(lambda p: p.get_properties(GetPropertiesIns({}), None, 0).properties, proxies)
+            return list(replies)
+
+    def _discover(self, client_manager: ClientManager) -> tuple[int, int, str]:
+        """Wait for every partition to connect and check they tile the user set exactly once."""
+        deadline = time.monotonic() + self.node_wait_seconds
+        if not client_manager.wait_for(1, int(self.node_wait_seconds)):
+            raise DiscoveryError(f"no SuperNode connected within {self.node_wait_seconds:.0f} s")
+        expected = int(self._properties([next(iter(client_manager.all().values()))])[0]["num-partitions"])
+        while len(client_manager.all()) < expected and time.monotonic() < deadline:
+            client_manager.wait_for(expected, 5)
+        proxies = list(client_manager.all().values())
+        props = self._properties(proxies)
+        seen: dict[int, str] = {}
+        for proxy, prop in zip(proxies, props):
+            users = unpack_vector(prop["users"], "<i8", "users").tolist()
+            if any(u in seen for u in users):
+                raise DiscoveryError(f"SuperNode {proxy.cid} hosts users another SuperNode also hosts")
+            seen.update({u: proxy.cid for u in users})
+            self.proxies[proxy.cid] = proxy
+            self.users_of_node[proxy.cid] = users
+        shapes = {(p["num-items"], p["num-users"], p["num-partitions"], p["dataset"]) for p in props}
+        if len(shapes) != 1:
+            raise DiscoveryError(f"SuperNodes disagree on the data (items, users, partitions, dataset): {shapes}")
+        num_items, num_users, num_partitions, dataset = shapes.pop()
+        if sorted(seen) != list(range(int(num_users))):
+            raise DiscoveryError(
+                f"{len(seen)} of {num_users} users are hosted; start all {num_partitions} partitions "
+                f"(partition-id 0..{int(num_partitions) - 1}) before the run"
+            )
+        self.node_of_user = seen
+        return int(num_items), int(num_users), str(dataset)
+
+    # -- training ------------------------------------------------------------------------------------
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, FitIns]]:
+        assert self.session is not None
+        by_node: dict[str, list[int]] = {}
+        for user in self.session.begin_round(server_round):
+            by_node.setdefault(self.node_of_user[user], []).append(user)
+        return [
+            (self.proxies[cid], FitIns(parameters, {"users": pack_vector(users, "<i8"), "server-round": server_round}))
+            for cid, users in sorted(by_node.items())
+        ]
+
+    def aggregate_fit(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, FitRes]],
+        failures: list[tuple[ClientProxy, FitRes] | BaseException],
+    ) -> tuple[Parameters | None, dict[str, Scalar]]:
+        assert self.session is not None
+        codec = self.session.server.codec
+        num_dense = len(self.session.server.dense)
+        updates = []
+        for proxy, fit_res in results:
+            try:
+                updates += unpack_updates(
+                    parameters_to_ndarrays(fit_res.parameters), fit_res.metrics, codec.num_arrays, num_dense,
+                    set(self.users_of_node.get(proxy.cid, [])),
+                )
+            except (WireError, ValueError) as err:
+                log.warning("round %d: dropped the reply of SuperNode %s: %s", server_round, proxy.cid, err)
+        for failure in failures:
+            log.warning("round %d: a SuperNode failed during training: %s", server_round, _describe(failure))
+        stats = self.session.end_training(server_round, updates)
+        metrics = {"clients": stats.clients, "rejected": stats.rejected, "up-bytes": stats.up_bytes}
+        return ndarrays_to_parameters(self.session.server.global_arrays()), metrics
+
+    # -- evaluation ----------------------------------------------------------------------------------
+    def configure_evaluate(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, EvaluateIns]]:
+        assert self.session is not None
+        if not self.session.server.is_eval_round(server_round):
+            return []
+        ins = EvaluateIns(parameters, {"server-round": server_round})
+        return [(self.proxies[cid], ins) for cid in sorted(self.proxies)]
+
+    def aggregate_evaluate(
+        self,
+        server_round: int,
+        results: list[tuple[ClientProxy, EvaluateRes]],
+        failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
+    ) -> tuple[float | None, dict[str, Scalar]]:
+        assert self.session is not None
+        ranks = {}
+        for proxy, res in results:
+            try:
+                ranks.update(unpack_ranks(res.metrics, set(self.users_of_node.get(proxy.cid, []))))
+            except WireError as err:
+                log.warning("round %d: dropped the evaluation of SuperNode %s: %s", server_round, proxy.cid, err)
+        for failure in failures:
+            log.warning("round %d: a SuperNode failed during evaluation: %s", server_round, _describe(failure))
+        report = self.session.end_evaluation(server_round, [ranks[u] for u in sorted(ranks)])
+        return None, {**report, "eval-users": len(ranks)}
+
+    def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
+        """No centralised evaluation: the server holds no user data."""
+        return None
+
+
+def _describe(failure: Any) -> str:
+    if isinstance(failure, BaseException):
+        return repr(failure)
+    proxy, res = failure
+    return f"SuperNode {proxy.cid}: {getattr(res, 'status', res)}"

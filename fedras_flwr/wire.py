@@ -1,0 +1,87 @@
+"""How several users' uploads share one SuperNode reply, in plain numpy (no Flower here).
+
+A reply carries, for each user in order, the codec's arrays followed by the dense weights; small
+per-user vectors (user ids, example counts, losses, ranks) travel as little-endian byte strings in the
+reply's metrics. Everything is validated on the way in: a malformed reply raises `WireError`.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from fedras_flwr.federation import ClientUpdate
+from fedras_flwr.training import UserRanks
+
+
+class WireError(ValueError):
+    """A reply whose structure does not match what was asked for."""
+
+
+def pack_vector(values: Sequence[int] | Sequence[float] | np.ndarray, dtype: str) -> bytes:
+    return np.asarray(values, dtype=dtype).tobytes()
+
+
+def unpack_vector(blob: object, dtype: str, name: str) -> np.ndarray:
+    if not isinstance(blob, bytes) or len(blob) % np.dtype(dtype).itemsize:
+        raise WireError(f"field {name!r} must be a byte string of {dtype} values")
+    return np.frombuffer(blob, dtype=dtype)
+
+
+def pack_updates(updates: Sequence[ClientUpdate]) -> tuple[list[np.ndarray], dict[str, bytes]]:
+    arrays = [array for u in updates for array in (*u.payload, *u.dense)]
+    metrics = {
+        "users": pack_vector([u.user for u in updates], "<i8"),
+        "num-examples": pack_vector([u.num_examples for u in updates], "<i8"),
+        "train-loss": pack_vector([u.train_loss for u in updates], "<f8"),
+    }
+    return arrays, metrics
+
+
+def unpack_updates(
+    arrays: Sequence[np.ndarray], metrics: Mapping[str, object], arrays_per_user: int, num_dense: int, asked: set[int]
+) -> list[ClientUpdate]:
+    """Inverse of `pack_updates`; only users the server asked this node for are accepted."""
+    users = unpack_vector(metrics.get("users"), "<i8", "users")
+    examples = unpack_vector(metrics.get("num-examples"), "<i8", "num-examples")
+    losses = unpack_vector(metrics.get("train-loss"), "<f8", "train-loss")
+    if not len(users) == len(examples) == len(losses):
+        raise WireError("users, num-examples and train-loss differ in length")
+    if len(arrays) != len(users) * (arrays_per_user + num_dense):
+        raise WireError(f"{len(arrays)} arrays for {len(users)} users, expected {arrays_per_user + num_dense} each")
+    if len(set(users.tolist())) != len(users) or not set(users.tolist()) <= asked:
+        raise WireError("the reply names users that were not asked for, or names one twice")
+    if np.any(examples <= 0) or not np.all(np.isfinite(losses)):
+        raise WireError("num-examples must be positive and train-loss finite")
+    step = arrays_per_user + num_dense
+    return [
+        ClientUpdate(
+            user=int(user),
+            payload=list(arrays[i * step : i * step + arrays_per_user]),
+            dense=list(arrays[i * step + arrays_per_user : (i + 1) * step]),
+            num_examples=int(examples[i]),
+            train_loss=float(losses[i]),
+        )
+        for i, user in enumerate(users)
+    ]
+
+
+_RANK_FIELDS = ("test_sampled", "test_full", "val_sampled", "val_full")
+
+
+def pack_ranks(users: Sequence[int], ranks: Sequence[UserRanks]) -> dict[str, bytes]:
+    packed = {"users": pack_vector(users, "<i8")}
+    for field in _RANK_FIELDS:
+        packed[field] = pack_vector([getattr(r, field) for r in ranks], "<i8")
+    return packed
+
+
+def unpack_ranks(metrics: Mapping[str, object], expected_users: set[int]) -> dict[int, UserRanks]:
+    users = unpack_vector(metrics.get("users"), "<i8", "users")
+    columns = [unpack_vector(metrics.get(field), "<i8", field) for field in _RANK_FIELDS]
+    if any(len(c) != len(users) for c in columns) or set(users.tolist()) != expected_users:
+        raise WireError("evaluation reply does not cover exactly the node's users")
+    if any(np.any(c < 0) for c in columns):
+        raise WireError("ranks must be non-negative")
+    return {int(u): UserRanks(*(int(c[i]) for c in columns)) for i, u in enumerate(users)}
