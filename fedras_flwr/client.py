@@ -18,19 +18,20 @@ STATE_KEY = "fedras-user-embeddings"
 
 
 class ContextUserStore:
-    """Private user embeddings kept in the node's `context.state`, which persists across rounds."""
+    """Users' private state (embeddings, codec residuals) in the node's `context.state`, which persists
+    across rounds."""
 
     def __init__(self, context: Context) -> None:
         if STATE_KEY not in context.state:
             context.state[STATE_KEY] = ArrayRecord()
         self._record: ArrayRecord = context.state[STATE_KEY]
 
-    def get(self, user: int) -> np.ndarray | None:
-        array = self._record.get(str(user))
+    def get(self, key: str) -> np.ndarray | None:
+        array = self._record.get(key)
         return None if array is None else array.numpy()
 
-    def put(self, user: int, vector: np.ndarray) -> None:
-        self._record[str(user)] = Array(vector)
+    def put(self, key: str, array: np.ndarray) -> None:
+        self._record[key] = Array(np.ascontiguousarray(array))
 
 
 @lru_cache(maxsize=2)

@@ -47,7 +47,20 @@ class RunConfig:
     clients_per_round: int = 100
     server_lr: float = 1.0
     aggregation_weighting: str = "uniform"
-    codec: str = "dense"
+    codec: str = "fedras"
+    reference_embedding_dim: int = 0
+    # fedras codec
+    num_actions: int = 8
+    cluster_on: str = "delta"
+    centroid_dtype: str = "float16"
+    kmeans_iters: int = 20
+    error_feedback: bool = False
+    entropy_coding: str = "none"
+    # baseline codecs
+    topk_fraction: float = 0.1
+    svd_rank: int = 2
+    colr_rank: int = 2
+    quant_bits: int = 8
     # evaluation and output
     num_eval_negatives: int = 99
     topk: str = "10"
@@ -57,6 +70,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def reference_dim(self) -> int:
+        """Embedding size the byte references are computed at (small-d runs compare to the big model)."""
+        return self.reference_embedding_dim or self.embedding_dim
 
     @property
     def topk_list(self) -> list[int]:
@@ -119,6 +137,10 @@ _CHOICES = {
     "model": ("mf", "neumf"),
     "optimizer": ("sgd", "adam"),
     "aggregation_weighting": ("uniform", "examples"),
+    "cluster_on": ("delta", "direction"),
+    "centroid_dtype": ("float16", "float32"),
+    "entropy_coding": ("none", "zstd"),
+    "quant_bits": (2, 4, 8),
 }
 _POSITIVE = (
     "embedding_dim", "local_epochs", "batch_size", "num_server_rounds", "clients_per_round",
@@ -135,6 +157,10 @@ def _validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {getattr(cfg, name)}")
     if cfg.num_negatives < 0 or cfg.weight_decay < 0 or cfg.lr <= 0 or cfg.server_lr <= 0:
         raise ConfigError("num-negatives and weight-decay must be >= 0; lr and server-lr must be > 0")
+    if not 0.0 < cfg.topk_fraction <= 1.0:
+        raise ConfigError(f"topk-fraction must be in (0, 1], got {cfg.topk_fraction}")
+    if cfg.reference_embedding_dim < 0:
+        raise ConfigError("reference-embedding-dim must be >= 0 (0: the model's own embedding-dim)")
     if cfg.min_user_interactions < 3:
         raise ConfigError("min-user-interactions must be >= 3 (one training, one validation and one test item)")
     cfg.topk_list  # noqa: B018 - parse to validate

@@ -36,18 +36,22 @@ def partition_users(num_users: int, partition_id: int, num_partitions: int) -> l
 
 
 class UserStore(Protocol):
-    """Where a client keeps its users' private embeddings between rounds."""
+    """Where a client keeps its users' private state between rounds (embedding, codec residual)."""
 
-    def get(self, user: int) -> np.ndarray | None: ...
+    def get(self, key: str) -> np.ndarray | None: ...
 
-    def put(self, user: int, vector: np.ndarray) -> None: ...
+    def put(self, key: str, array: np.ndarray) -> None: ...
 
 
 class MemoryUserStore(dict):
     """A `UserStore` in a plain dict (in-process runs and tests)."""
 
-    def put(self, user: int, vector: np.ndarray) -> None:
-        self[user] = vector
+    def put(self, key: str, array: np.ndarray) -> None:
+        self[key] = array
+
+
+def state_key(user: int, name: str) -> str:
+    return f"user/{user}/{name}"
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class ClientUpdate:
     dense: list[np.ndarray]  # updated shared dense weights (NeuMF), [] for MF
     num_examples: int
     train_loss: float
+    recon_error: float  # ||D - decode(encode(D))|| / ||D||, measured by the client on its own upload
 
 
 def split_global_arrays(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -78,7 +83,7 @@ class ClientWorker:
 
     def user_vector(self, store: UserStore, user: int) -> np.ndarray:
         """The private embedding; a user never trained starts from a seed-determined vector."""
-        vector = store.get(user)
+        vector = store.get(state_key(user, "vector"))
         if vector is None:
             vector = self.backbone.init_user(self.cfg.init_std, user_rng(self.cfg.seed, user, PURPOSE_INIT))
         return vector
@@ -97,17 +102,56 @@ class ClientWorker:
             result = train_user(
                 self.backbone, self.cfg, self.split.users[user], self._sampler(user),
                 self.user_vector(store, user), item_table, dense, server_round,
+                self.codec.gradient_projector(server_round),
             )
-            store.put(user, result.user_vector)
-            payload = self.codec.encode(ItemUpdate(ids=result.touched, rows=result.delta))
-            updates.append(ClientUpdate(user, payload, result.dense, result.num_examples, result.train_loss))
+            store.put(state_key(user, "vector"), result.user_vector)
+            update = ItemUpdate(ids=result.touched, rows=result.delta)
+            if self.cfg.error_feedback:
+                update = self._add_residual(store, user, update)
+            payload = self.codec.encode(update, server_round)
+            sent = self.codec.decode(payload, server_round)
+            error = _relative_error(update, sent)
+            if self.cfg.error_feedback:
+                self._keep_residual(store, user, update, sent)
+            updates.append(ClientUpdate(user, payload, result.dense, result.num_examples, result.train_loss, error))
         return updates
+
+    @staticmethod
+    def _add_residual(store: UserStore, user: int, update: ItemUpdate) -> ItemUpdate:
+        """Error feedback: what earlier uploads failed to carry is added to this round's update."""
+        ids, rows = store.get(state_key(user, "residual-ids")), store.get(state_key(user, "residual-rows"))
+        if ids is None or rows is None or len(ids) == 0:
+            return update
+        merged_ids = np.union1d(update.ids, ids)
+        merged = np.zeros((len(merged_ids), update.rows.shape[1]), dtype=np.float32)
+        merged[np.searchsorted(merged_ids, update.ids)] += update.rows
+        merged[np.searchsorted(merged_ids, ids)] += rows
+        return ItemUpdate(ids=merged_ids, rows=merged)
+
+    @staticmethod
+    def _keep_residual(store: UserStore, user: int, update: ItemUpdate, sent: ItemUpdate) -> None:
+        residual = update.rows.copy()
+        positions = np.searchsorted(update.ids, sent.ids)
+        residual[positions] -= sent.rows
+        keep = np.any(residual != 0, axis=1)
+        store.put(state_key(user, "residual-ids"), update.ids[keep])
+        store.put(state_key(user, "residual-rows"), residual[keep].astype(np.float32))
 
     def rank(self, users: Sequence[int], global_arrays: Sequence[np.ndarray], store: UserStore) -> list[UserRanks]:
         item_table, dense = split_global_arrays(global_arrays)
         return [
             rank_user(self.backbone, self.split.users[u], self.user_vector(store, u), item_table, dense) for u in users
         ]
+
+
+def _relative_error(update: ItemUpdate, sent: ItemUpdate) -> float:
+    full = np.zeros_like(update.rows)
+    positions = np.searchsorted(update.ids, sent.ids)
+    if len(sent.ids) and (np.any(positions >= len(update.ids)) or np.any(update.ids[positions] != sent.ids)):
+        raise ValueError("the codec decoded rows the client never touched")
+    full[positions] = sent.rows
+    norm = float(np.linalg.norm(update.rows))
+    return float(np.linalg.norm(update.rows - full)) / norm if norm > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +164,15 @@ class RoundTrainStats:
     up_bytes: float
     up_bytes_sparse_ref: float
     touched_rows: float
+    up_numbers: float
+    up_numbers_sparse_ref: float
+    mean_k: float | None
+    recon_error: float
+
+    @classmethod
+    def empty(cls, rejected: int = 0) -> "RoundTrainStats":
+        nan = float("nan")
+        return cls(0, rejected, nan, 0.0, 0.0, 0.0, 0.0, 0.0, None, nan)
 
 
 class FederatedServer:
@@ -134,6 +187,7 @@ class FederatedServer:
         rng = np.random.default_rng([cfg.seed, PURPOSE_SERVER_INIT])
         self.item_table = self.backbone.init_items(num_items, cfg.init_std, rng)
         self.dense = self.backbone.init_dense(rng)
+        self.reference_dim = make_backbone(cfg.model, cfg.reference_dim, cfg.mlp_layer_sizes).item_dim
 
     # -- what the server sends -------------------------------------------------------------------
     def global_arrays(self) -> list[np.ndarray]:
@@ -144,8 +198,8 @@ class FederatedServer:
 
     @property
     def up_bytes_dense_ref(self) -> int:
-        """CoLR / PFedRec reference: the full float32 table, M x d x 4 bytes."""
-        return self.num_items * self.backbone.item_dim * 4
+        """CoLR / PFedRec reference: the full float32 table, M x d x 4 bytes (d = reference dim)."""
+        return self.num_items * self.reference_dim * 4
 
     def sample_users(self, server_round: int) -> list[int]:
         """Uniform without replacement over users (not nodes), seeded by (seed, round)."""
@@ -157,7 +211,7 @@ class FederatedServer:
         return server_round % self.cfg.eval_every == 0 or server_round == self.cfg.num_server_rounds
 
     # -- aggregation -------------------------------------------------------------------------------
-    def aggregate(self, updates: Sequence[ClientUpdate]) -> RoundTrainStats:
+    def aggregate(self, updates: Sequence[ClientUpdate], server_round: int) -> RoundTrainStats:
         """Per-item mean over the clients that touched each item, then Q[i] += server_lr * mean_i.
 
         Updates are folded in user order, so the result does not depend on how users are spread over
@@ -168,9 +222,10 @@ class FederatedServer:
         row_weights = np.zeros(self.num_items, dtype=np.float64)
         dense_sums = [np.zeros(w.shape, dtype=np.float64) for w in self.dense]
         accepted: list[tuple[ClientUpdate, int, int]] = []
+        numbers, actions = [], []
         for update in sorted(updates, key=lambda u: u.user):
             try:
-                decoded = self.codec.decode(update.payload)
+                decoded = self.codec.decode(update.payload, server_round)
                 self._check_dense(update.dense)
             except PayloadError as err:
                 log.warning("rejected the update of user %d: %s", update.user, err)
@@ -181,21 +236,28 @@ class FederatedServer:
             for total, weights in zip(dense_sums, update.dense):
                 total += update.num_examples * weights
             accepted.append((update, wire_bytes(update.payload), len(decoded.ids)))
+            numbers.append(self.codec.numbers_sent(update.payload))
+            actions.append(self.codec.num_actions(update.payload))
         if not accepted:
-            return RoundTrainStats(0, len(updates), float("nan"), 0.0, 0.0, 0.0)
+            return RoundTrainStats.empty(rejected=len(updates))
         touched = row_weights > 0
         step = row_sums[touched] / row_weights[touched, None]
         self.item_table[touched] = (self.item_table[touched] + self.cfg.server_lr * step).astype(np.float32)
         examples = sum(u.num_examples for u, _, _ in accepted)
         self.dense = [(total / examples).astype(np.float32) for total in dense_sums]
         rows = np.array([n for _, _, n in accepted], dtype=np.float64)
+        known_actions = [k for k in actions if k is not None]
         return RoundTrainStats(
             clients=len(accepted),
             rejected=len(updates) - len(accepted),
             train_loss=float(np.mean([u.train_loss for u, _, _ in accepted])),
             up_bytes=float(np.mean([b for _, b, _ in accepted])),
-            up_bytes_sparse_ref=float(np.mean(rows * (dim * 4 + 4))),
+            up_bytes_sparse_ref=float(np.mean(rows * (self.reference_dim * 4 + 4))),
             touched_rows=float(np.mean(rows)),
+            up_numbers=float(np.mean(numbers)),
+            up_numbers_sparse_ref=float(np.mean(rows * self.reference_dim)),
+            mean_k=float(np.mean(known_actions)) if known_actions else None,
+            recon_error=float(np.mean([u.recon_error for u, _, _ in accepted])),
         )
 
     def _check_dense(self, dense: Sequence[np.ndarray]) -> None:

@@ -28,7 +28,7 @@ class ServerSession:
         return self.server.sample_users(server_round)
 
     def end_training(self, server_round: int, updates: Sequence[ClientUpdate]) -> RoundTrainStats:
-        stats = self.server.aggregate(updates)
+        stats = self.server.aggregate(updates, server_round)
         self._pending = stats
         if not self.server.is_eval_round(server_round):
             self._record(server_round, None)
@@ -40,7 +40,7 @@ class ServerSession:
         return report
 
     def _record(self, server_round: int, evaluation: dict[str, float] | None) -> None:
-        stats = self._pending or RoundTrainStats(0, 0, float("nan"), 0.0, 0.0, 0.0)
+        stats = self._pending or RoundTrainStats.empty()
         self.recorder.record_round(
             server_round, stats, self._down_bytes, self.server.up_bytes_dense_ref, evaluation
         )

@@ -42,8 +42,13 @@ def train_user(
     item_table: np.ndarray,
     dense: list[np.ndarray],
     server_round: int,
+    projector: np.ndarray | None = None,
 ) -> LocalResult:
-    """E epochs of mini-batch training of p_u, the touched item rows and the dense weights."""
+    """E epochs of mini-batch training of p_u, the touched item rows and the dense weights.
+
+    `projector` (d x d), when given, is applied to every item-row gradient, so the item update stays
+    in its row space: with SGD this is exactly CoLR's training of A in Q + A B (B with orthonormal rows).
+    """
     neg_rng = user_rng(cfg.seed, user.user, PURPOSE_TRAIN_NEG, server_round)
     shuffle_rng = user_rng(cfg.seed, user.user, PURPOSE_SHUFFLE, server_round)
     positives = user.train_items
@@ -51,8 +56,10 @@ def train_user(
     touched = np.unique(np.concatenate([positives, *negatives]))
 
     start_rows = item_table[touched]
-    stepper = _NumpyMFStepper(cfg, user_vector, start_rows) if isinstance(backbone, MF) else _TorchStepper(
-        backbone, cfg, user_vector, start_rows, dense
+    stepper = (
+        _NumpyMFStepper(cfg, user_vector, start_rows, projector)
+        if isinstance(backbone, MF)
+        else _TorchStepper(backbone, cfg, user_vector, start_rows, dense, projector)
     )
     pos_local = np.searchsorted(touched, positives)
     epoch_loss = 0.0
@@ -81,11 +88,20 @@ class _TorchStepper:
     """Autograd + torch optimizer: any backbone."""
 
     def __init__(
-        self, backbone: Backbone, cfg: RunConfig, user: np.ndarray, rows: np.ndarray, dense: list[np.ndarray]
+        self,
+        backbone: Backbone,
+        cfg: RunConfig,
+        user: np.ndarray,
+        rows: np.ndarray,
+        dense: list[np.ndarray],
+        projector: np.ndarray | None = None,
     ) -> None:
         self.backbone = backbone
         self.user = torch.tensor(user, requires_grad=True)
         self.rows = torch.tensor(rows, requires_grad=True)
+        if projector is not None:
+            project = torch.from_numpy(projector.astype(np.float32))
+            self.rows.register_hook(lambda grad: grad @ project)
         self.dense = [torch.tensor(w, requires_grad=True) for w in dense]
         params = [self.user, self.rows, *self.dense]
         optimizer_class = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.Adam
@@ -108,9 +124,10 @@ class _NumpyMFStepper:
     """MF with its closed-form gradient in numpy: the same maths as `_TorchStepper` on `MF` (a test
     checks it) at a fraction of the per-step overhead, which dominates for one user's tiny batches."""
 
-    def __init__(self, cfg: RunConfig, user: np.ndarray, rows: np.ndarray) -> None:
+    def __init__(self, cfg: RunConfig, user: np.ndarray, rows: np.ndarray, projector: np.ndarray | None = None) -> None:
         self.params = [user.astype(np.float32).copy(), rows.astype(np.float32).copy()]
         self.optimizer = _NumpyOptimizer(cfg, self.params)
+        self.projector = None if projector is None else projector.astype(np.float32)
 
     def step(self, items: np.ndarray, labels: np.ndarray) -> float:
         user, rows = self.params
@@ -121,6 +138,8 @@ class _NumpyMFStepper:
         error = (1.0 / (1.0 + np.exp(-logits)) - labels) / len(items)
         grad_rows = np.zeros_like(rows)
         np.add.at(grad_rows, items, error[:, None] * user[None, :])
+        if self.projector is not None:
+            grad_rows = grad_rows @ self.projector
         self.optimizer.step([batch.T @ error, grad_rows])
         return loss
 

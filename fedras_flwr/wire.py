@@ -35,6 +35,7 @@ def pack_updates(updates: Sequence[ClientUpdate]) -> tuple[list[np.ndarray], dic
         "users": pack_vector([u.user for u in updates], "<i8"),
         "num-examples": pack_vector([u.num_examples for u in updates], "<i8"),
         "train-loss": pack_vector([u.train_loss for u in updates], "<f8"),
+        "recon-error": pack_vector([u.recon_error for u in updates], "<f8"),
     }
     return arrays, metrics
 
@@ -46,14 +47,15 @@ def unpack_updates(
     users = unpack_vector(metrics.get("users"), "<i8", "users")
     examples = unpack_vector(metrics.get("num-examples"), "<i8", "num-examples")
     losses = unpack_vector(metrics.get("train-loss"), "<f8", "train-loss")
-    if not len(users) == len(examples) == len(losses):
-        raise WireError("users, num-examples and train-loss differ in length")
+    errors = unpack_vector(metrics.get("recon-error"), "<f8", "recon-error")
+    if not len(users) == len(examples) == len(losses) == len(errors):
+        raise WireError("users, num-examples, train-loss and recon-error differ in length")
     if len(arrays) != len(users) * (arrays_per_user + num_dense):
         raise WireError(f"{len(arrays)} arrays for {len(users)} users, expected {arrays_per_user + num_dense} each")
     if len(set(users.tolist())) != len(users) or not set(users.tolist()) <= asked:
         raise WireError("the reply names users that were not asked for, or names one twice")
-    if np.any(examples <= 0) or not np.all(np.isfinite(losses)):
-        raise WireError("num-examples must be positive and train-loss finite")
+    if np.any(examples <= 0) or not np.all(np.isfinite(losses)) or not np.all(np.isfinite(errors)):
+        raise WireError("num-examples must be positive, train-loss and recon-error finite")
     step = arrays_per_user + num_dense
     return [
         ClientUpdate(
@@ -62,6 +64,7 @@ def unpack_updates(
             dense=list(arrays[i * step + arrays_per_user : (i + 1) * step]),
             num_examples=int(examples[i]),
             train_loss=float(losses[i]),
+            recon_error=float(errors[i]),
         )
         for i, user in enumerate(users)
     ]

@@ -16,7 +16,7 @@ def server_and_codec(**changes):
 
 def upload(codec, user, ids, rows, examples=10):
     update = ItemUpdate(np.array(ids, dtype=np.int64), np.array(rows, dtype=np.float32))
-    return ClientUpdate(user, codec.encode(update), [], examples, 0.5)
+    return ClientUpdate(user, codec.encode(update, 1), [], examples, 0.5, 0.0)
 
 
 def test_per_item_mean_over_touching_clients():
@@ -25,7 +25,7 @@ def test_per_item_mean_over_touching_clients():
     stats = server.aggregate([
         upload(codec, 0, [0, 1], [[1, 1], [2, 2]]),
         upload(codec, 1, [1, 2], [[4, 4], [3, 3]]),
-    ])
+    ], 1)
     np.testing.assert_allclose(server.item_table[0] - start[0], [1, 1], rtol=1e-6)
     np.testing.assert_allclose(server.item_table[1] - start[1], [3, 3], rtol=1e-6)  # (2 + 4) / 2
     np.testing.assert_allclose(server.item_table[2] - start[2], [3, 3], rtol=1e-6)
@@ -37,16 +37,16 @@ def test_per_item_mean_over_touching_clients():
 def test_example_weighting_and_server_lr():
     server, codec = server_and_codec(server_lr=0.5, aggregation_weighting="examples")
     start = server.item_table.copy()
-    server.aggregate([upload(codec, 0, [1], [[1, 0]], examples=30), upload(codec, 1, [1], [[5, 0]], examples=10)])
+    server.aggregate([upload(codec, 0, [1], [[1, 0]], examples=30), upload(codec, 1, [1], [[5, 0]], examples=10)], 1)
     np.testing.assert_allclose(server.item_table[1] - start[1], [0.5 * 2.0, 0.0], atol=1e-6)
 
 
 def test_a_bad_upload_is_rejected_alone():
     server, codec = server_and_codec()
     good = upload(codec, 0, [0], [[1, 1]])
-    bad = ClientUpdate(1, [np.array([9], dtype=np.int32), np.ones((1, 2), dtype=np.float32)], [], 10, 0.5)
+    bad = ClientUpdate(1, [np.array([9], dtype=np.int32), np.ones((1, 2), dtype=np.float32)], [], 10, 0.5, 0.0)
     start = server.item_table.copy()
-    stats = server.aggregate([bad, good])
+    stats = server.aggregate([bad, good], 1)
     assert stats.clients == 1 and stats.rejected == 1
     np.testing.assert_allclose(server.item_table[0] - start[0], [1, 1], rtol=1e-6)
 
@@ -56,7 +56,7 @@ def test_order_of_replies_does_not_matter():
     for order in ([0, 1, 2], [2, 0, 1]):
         server, codec = server_and_codec()
         ups = [upload(codec, u, [0, 1], np.random.default_rng(u).standard_normal((2, 2))) for u in range(3)]
-        server.aggregate([ups[i] for i in order])
+        server.aggregate([ups[i] for i in order], 1)
         results.append(server.item_table.copy())
     assert np.array_equal(results[0], results[1])
 

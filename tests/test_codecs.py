@@ -21,7 +21,7 @@ def random_update(seed=0, count=12):
 def test_lossless_round_trip(name):
     codec = make_codec(RunConfig(codec=name), NUM_ITEMS, DIM)
     update = random_update()
-    decoded = codec.decode(codec.encode(update))
+    decoded = codec.decode(codec.encode(update, 1), 1)
     assert np.array_equal(decoded.ids, update.ids)
     assert np.array_equal(decoded.rows, update.rows)
 
@@ -29,7 +29,7 @@ def test_lossless_round_trip(name):
 @pytest.mark.parametrize("name", available_codecs())
 def test_byte_count_equals_flower_serialization(name):
     codec = make_codec(RunConfig(codec=name), NUM_ITEMS, DIM)
-    arrays = codec.encode(random_update())
+    arrays = codec.encode(random_update(), 1)
     assert len(arrays) == codec.num_arrays
     parameters = ndarrays_to_parameters(arrays)
     assert wire_bytes(arrays) == sum(len(t) for t in parameters.tensors)
@@ -39,8 +39,8 @@ def test_byte_count_equals_flower_serialization(name):
 
 def test_known_sizes():
     update = random_update(count=12)
-    dense = make_codec(RunConfig(codec="dense"), NUM_ITEMS, DIM).encode(update)
-    sparse = make_codec(RunConfig(codec="sparse"), NUM_ITEMS, DIM).encode(update)
+    dense = make_codec(RunConfig(codec="dense"), NUM_ITEMS, DIM).encode(update, 1)
+    sparse = make_codec(RunConfig(codec="sparse"), NUM_ITEMS, DIM).encode(update, 1)
     assert dense[0].nbytes == NUM_ITEMS * DIM * 4
     assert sparse[0].nbytes + sparse[1].nbytes == 12 * 4 + 12 * DIM * 4
 
@@ -61,4 +61,166 @@ def test_known_sizes():
 def test_malformed_payloads_are_rejected(name, mutate, message):
     codec = make_codec(RunConfig(codec=name), NUM_ITEMS, DIM)
     with pytest.raises(PayloadError, match=message):
-        codec.decode(mutate(codec.encode(random_update())))
+        codec.decode(mutate(codec.encode(random_update(), 1)), 1)
+
+
+# -- FedRAS ----------------------------------------------------------------------------------------
+from fedras_flwr.codecs.packing import bits_for, decode_ids, encode_ids, pack_bits, unpack_bits  # noqa: E402
+
+
+@pytest.mark.parametrize("k", list(range(1, 257)))
+def test_bit_packing_round_trip_for_every_k(k):
+    values = np.random.default_rng(k).integers(0, k, size=37)
+    packed = pack_bits(values, bits_for(k))
+    assert packed.dtype == np.uint8 and len(packed) == -(-37 * bits_for(k) // 8)
+    assert np.array_equal(unpack_bits(packed, bits_for(k), 37), values)
+
+
+def test_bits_per_index():
+    assert [bits_for(k) for k in (1, 2, 3, 4, 5, 8, 9, 256)] == [0, 1, 2, 2, 3, 3, 4, 8]
+
+
+@pytest.mark.parametrize("ids", [[], [0], [3, 4, 5], list(range(0, 1000, 97)), list(range(200, 900))])
+def test_id_sets_take_the_smaller_encoding(ids):
+    ids = np.array(ids, dtype=np.int64)
+    blob = encode_ids(ids, 1000)
+    assert np.array_equal(decode_ids(blob, 1000), ids)
+    assert len(blob) <= 1 + 125  # never larger than the bitmap
+
+
+def fedras(**changes):
+    return make_codec(RunConfig(codec="fedras", **changes), NUM_ITEMS, DIM)
+
+
+@pytest.mark.parametrize("options", [{}, {"cluster_on": "direction"}, {"entropy_coding": "zstd"}])
+def test_fedras_is_lossless_when_k_covers_the_rows(options):
+    codec = fedras(num_actions=12, **options)
+    update = random_update(count=12)
+    decoded = codec.decode(codec.encode(update, 1), 1)
+    assert np.array_equal(decoded.ids, update.ids) and np.array_equal(decoded.rows, update.rows)
+
+
+@pytest.mark.parametrize("options", [{}, {"cluster_on": "direction"}, {"entropy_coding": "zstd"},
+                                     {"centroid_dtype": "float32", "cluster_on": "direction", "entropy_coding": "zstd"}])
+def test_fedras_rows_are_their_actions(options):
+    codec = fedras(num_actions=4, **options)
+    update = random_update(count=30)
+    arrays = codec.encode(update, 3)
+    assert codec.num_actions(arrays) == 4 and len(arrays) == codec.num_arrays
+    decoded = codec.decode(arrays, 3)
+    assert np.array_equal(decoded.ids, update.ids)
+    scale = arrays[-1].astype(np.float32)[:, None] if "cluster_on" in options else 1.0
+    distinct = np.unique(np.round(decoded.rows / scale, 4), axis=0)
+    assert len(distinct) <= 4
+    error = np.linalg.norm(decoded.rows - update.rows) / np.linalg.norm(update.rows)
+    assert error < 1.0  # better than sending nothing
+
+
+def test_fedras_recovers_planted_actions_exactly():
+    actions = np.random.default_rng(0).standard_normal((3, DIM)).astype(np.float32)
+    labels = np.arange(30) % 3
+    update = ItemUpdate(np.arange(30, dtype=np.int64), actions[labels])
+    codec = fedras(num_actions=3, centroid_dtype="float32")
+    decoded = codec.decode(codec.encode(update, 1), 1)
+    np.testing.assert_allclose(decoded.rows, update.rows, atol=1e-6)
+
+
+def test_fedras_is_deterministic_for_a_seed():
+    update = random_update(count=40)
+    first, second = fedras().encode(update, 5), fedras().encode(update, 5)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+def test_fedras_bytes_for_k8():
+    codec = fedras(num_actions=8)
+    arrays = codec.encode(random_update(count=30), 1)
+    assert arrays[0].dtype == np.float16 and arrays[0].shape == (8, DIM)
+    assert arrays[1].nbytes == -(-30 * 3 // 8)  # 3 bits per touched item
+    assert codec.numbers_sent(arrays) == 8 * DIM + 30
+
+
+def test_entropy_coding_round_trip_and_gain_on_skewed_assignments():
+    rng = np.random.default_rng(1)
+    big = rng.standard_normal((1, DIM)).astype(np.float32)
+    rows = np.repeat(big, 45, axis=0) + 1e-3 * rng.standard_normal((45, DIM)).astype(np.float32)
+    rows[:5] = rng.standard_normal((5, DIM))  # most rows share one action
+    update = ItemUpdate(np.arange(45, dtype=np.int64), rows)
+    plain, coded = fedras(num_actions=4), fedras(num_actions=4, entropy_coding="zstd")
+    plain_arrays, coded_arrays = plain.encode(update, 1), coded.encode(update, 1)
+    assert len(coded_arrays) == 2
+    a, b = plain.decode(plain_arrays, 1), coded.decode(coded_arrays, 1)
+    assert np.array_equal(a.ids, b.ids) and np.array_equal(a.rows, b.rows)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda a: [a[0].astype(np.float64), *a[1:]], "float16/float32"),
+        (lambda a: [np.full_like(a[0], np.nan), *a[1:]], "finite"),
+        (lambda a: [a[0][:, :2], *a[1:]], "columns"),
+        (lambda a: [a[0], a[1][:-1], a[2]], "index buffer"),
+        (lambda a: [a[0], np.full_like(a[1], 255), a[2]], "past the last action"),
+        (lambda a: [a[0], a[1], np.array([7], dtype=np.uint8)], "unknown id encoding"),
+        (lambda a: [a[0][:0], a[1], a[2]], "without any action"),
+    ],
+)
+def test_fedras_rejects_malformed_payloads(mutate, message):
+    codec = fedras(num_actions=5)  # 5 actions -> 3 bits, so 255 codes point past the last action
+    with pytest.raises(PayloadError, match=message):
+        codec.decode(mutate(codec.encode(random_update(count=30), 1)), 1)
+
+
+def test_corrupt_zstd_frame_is_rejected():
+    codec = fedras(entropy_coding="zstd")
+    arrays = codec.encode(random_update(count=30), 1)
+    with pytest.raises(PayloadError, match="zstd"):
+        codec.decode([arrays[0], arrays[1][::-1].copy()], 1)
+
+
+# -- baselines ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, options",
+    [("topk", {"topk_fraction": 1.0}), ("svd", {"svd_rank": DIM}), ("quant", {"quant_bits": 8})],
+)
+def test_baselines_at_full_budget_are_near_lossless(name, options):
+    codec = make_codec(RunConfig(codec=name, **options), NUM_ITEMS, DIM)
+    update = random_update()
+    decoded = codec.decode(codec.encode(update, 1), 1)
+    assert np.array_equal(decoded.ids, update.ids)
+    np.testing.assert_allclose(decoded.rows, update.rows, atol=0.02)
+
+
+@pytest.mark.parametrize("name", ["topk", "svd", "quant", "colr"])
+def test_every_baseline_decodes_what_it_encodes(name):
+    codec = make_codec(RunConfig(codec=name, quant_bits=4), NUM_ITEMS, DIM)
+    update = random_update()
+    decoded = codec.decode(codec.encode(update, 2), 2)
+    assert np.array_equal(decoded.ids, update.ids) and decoded.rows.shape == update.rows.shape
+    assert np.all(np.isfinite(decoded.rows))
+    assert np.linalg.norm(decoded.rows - update.rows) < np.linalg.norm(update.rows)
+
+
+def test_topk_keeps_the_largest_entries():
+    codec = make_codec(RunConfig(codec="topk", topk_fraction=0.25), NUM_ITEMS, 2)
+    update = ItemUpdate(np.array([1, 2], dtype=np.int64), np.array([[0.1, -5.0], [0.2, 0.3]], dtype=np.float32))
+    decoded = codec.decode(codec.encode(update, 1), 1)
+    assert decoded.rows.tolist() == [[0.0, -5.0], [0.0, 0.0]]
+
+
+def test_colr_is_exact_inside_its_subspace_and_rounds_share_the_basis():
+    codec = make_codec(RunConfig(codec="colr", colr_rank=2), NUM_ITEMS, DIM)
+    basis = codec.basis(4)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(2), atol=1e-5)
+    rows = (np.random.default_rng(0).standard_normal((12, 2)) @ basis).astype(np.float32)
+    update = ItemUpdate(np.arange(12, dtype=np.int64), rows)
+    np.testing.assert_allclose(codec.decode(codec.encode(update, 4), 4).rows, rows, atol=1e-5)
+    assert not np.allclose(codec.basis(4), codec.basis(5))
+    np.testing.assert_allclose(codec.gradient_projector(4), basis.T @ basis, atol=1e-6)
+
+
+def test_quant_levels():
+    codec = make_codec(RunConfig(codec="quant", quant_bits=2), NUM_ITEMS, 4)
+    update = ItemUpdate(np.array([0], dtype=np.int64), np.array([[0.0, 1.0, 2.0, 3.0]], dtype=np.float32))
+    arrays = codec.encode(update, 1)
+    assert arrays[2].nbytes == 1  # four 2-bit codes in one byte
+    np.testing.assert_allclose(codec.decode(arrays, 1).rows, update.rows, atol=1e-3)

@@ -41,7 +41,7 @@ def metrics_only(records):
 
 @pytest.fixture(scope="module")
 def two_node_run(tmp_path_factory):
-    cfg = tiny_config(tmp_path_factory.mktemp("two"), codec="sparse")
+    cfg = tiny_config(tmp_path_factory.mktemp("two"), codec="fedras", num_actions=4, error_feedback=True)
     return cfg, simulate(cfg, 2)
 
 
@@ -50,7 +50,9 @@ def test_results_files(two_node_run):
     assert [r["round"] for r in records] == [1, 2, 3]
     assert REQUIRED_KEYS <= set(records[-1])
     summary = json.load(open(f"{cfg.out_dir}/summary.json"))
-    assert summary["config"]["codec"] == "sparse" and summary["supernodes"] == 2
+    assert summary["config"]["codec"] == "fedras" and summary["supernodes"] == 2
+    assert records[-1]["mean-k"] == 4 and 0 < records[-1]["recon-error"] < 1
+    assert records[-1]["up-bytes"] < records[-1]["up-bytes-sparse-ref"] < records[-1]["up-bytes-dense-ref"]
     assert summary["final"]["hr@10"] == records[-1]["hr@10"]
     assert summary["total-up-bytes"] == pytest.approx(sum(r["up-bytes"] * r["clients"] for r in records))
 
@@ -82,7 +84,7 @@ def make_updates(codec, users):
     out = []
     for user in users:
         update = ItemUpdate(np.array([1, 3], dtype=np.int64), np.full((2, 4), user, dtype=np.float32))
-        out.append(ClientUpdate(user, codec.encode(update), [], 10 + user, 0.1 * user))
+        out.append(ClientUpdate(user, codec.encode(update, 1), [], 10 + user, 0.1 * user, 0.0))
     return out
 
 

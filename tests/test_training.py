@@ -58,9 +58,9 @@ def test_private_embeddings_persist_and_never_leave(split):
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
     before = worker.user_vector(store, 2).copy()
     (update,) = worker.fit([2], server.global_arrays(), 1, store)
-    assert not np.array_equal(store[2], before)
+    assert not np.array_equal(store.get("user/2/vector"), before)
     assert all(a.shape != before.shape for a in update.payload)  # the upload holds no user vector
-    server.aggregate([update])
+    server.aggregate([update], 1)
     (second,) = worker.fit([2], server.global_arrays(), 2, store)  # starts from the stored vector
     assert second.train_loss < update.train_loss + 1.0
 
@@ -70,3 +70,34 @@ def test_neumf_scores_batches():
     dense = [torch.from_numpy(w) for w in model.init_dense(np.random.default_rng(0))]
     logits = model.score(torch.ones(8), torch.ones(5, 8), dense)
     assert logits.shape == (5,)
+
+
+def test_error_feedback_carries_what_the_codec_dropped(split):
+    cfg = RunConfig(embedding_dim=8, lr=1.0, codec="fedras", num_actions=1, error_feedback=True)
+    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    server = FederatedServer(cfg, split.num_items, range(split.num_users))
+    (first,) = worker.fit([5], server.global_arrays(), 1, store)
+    residual_ids, residual_rows = store.get("user/5/residual-ids"), store.get("user/5/residual-rows")
+    sent = worker.codec.decode(first.payload, 1)
+    assert first.recon_error > 0 and len(residual_ids) > 0
+    assert set(residual_ids.tolist()) <= set(sent.ids.tolist())
+    # next upload covers the residual's items too, even those this round's training did not touch
+    (second,) = worker.fit([5], server.global_arrays(), 2, store)
+    assert set(residual_ids.tolist()) <= set(worker.codec.decode(second.payload, 2).ids.tolist())
+    assert residual_rows.dtype == np.float32
+
+
+def test_without_error_feedback_nothing_is_kept(split):
+    cfg = RunConfig(embedding_dim=8, lr=1.0, codec="fedras", num_actions=1)
+    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    server = FederatedServer(cfg, split.num_items, range(split.num_users))
+    worker.fit([5], server.global_arrays(), 1, store)
+    assert store.get("user/5/residual-ids") is None
+
+
+def test_colr_training_stays_in_the_shared_subspace(split):
+    cfg = RunConfig(embedding_dim=8, lr=1.0, codec="colr", colr_rank=2)
+    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    server = FederatedServer(cfg, split.num_items, range(split.num_users))
+    (update,) = worker.fit([3], server.global_arrays(), 7, store)
+    assert update.recon_error < 1e-4  # the trained update is A B up to float32 rounding: nothing lost

@@ -47,11 +47,14 @@ def wire_bytes(arrays: Sequence[np.ndarray]) -> int:
 
 
 class Codec(ABC):
-    """Client-side encode, server-side decode; subclasses register themselves by `name`."""
+    """Client-side encode, server-side decode; subclasses register themselves by `name`.
+
+    `server_round` is passed to both sides for codecs that derive shared randomness from it (CoLR).
+    """
 
     name: ClassVar[str]
     #: number of arrays `encode` returns (the server splits a multi-user reply with it)
-    num_arrays: ClassVar[int]
+    num_arrays: int
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -64,12 +67,25 @@ class Codec(ABC):
         self.dim = dim
 
     @abstractmethod
-    def encode(self, update: ItemUpdate) -> list[np.ndarray]:
+    def encode(self, update: ItemUpdate, server_round: int) -> list[np.ndarray]:
         """Client side: the arrays to upload."""
 
     @abstractmethod
-    def decode(self, arrays: Sequence[np.ndarray]) -> ItemUpdate:
+    def decode(self, arrays: Sequence[np.ndarray], server_round: int) -> ItemUpdate:
         """Server side: rebuild the update; raise PayloadError on anything malformed."""
+
+    @abstractmethod
+    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
+        """CoLR-style count of an upload: every float value plus one number per transmitted index."""
+
+    def num_actions(self, arrays: Sequence[np.ndarray]) -> int | None:
+        """Number of actions (centroids) in an upload, for codecs that have them."""
+        return None
+
+    def gradient_projector(self, server_round: int) -> np.ndarray | None:
+        """A (dim x dim) projector applied to item-row gradients during local training, for codecs
+        that constrain training itself (CoLR); None for codecs that only compress the result."""
+        return None
 
     # -- helpers for decoders: a hostile client must not crash or poison the server --------------
     def _expect(self, arrays: Sequence[np.ndarray], dtypes: Sequence[str], ndims: Sequence[int]) -> None:
@@ -94,6 +110,41 @@ class Codec(ABC):
         if not np.all(np.isfinite(rows)):
             raise PayloadError(f"{self.name}: rows contain NaN or infinity")
         return rows.astype(np.float32, copy=False)
+
+
+class IdsAndValuesCodec(Codec):
+    """Base for the lossy baselines: the touched ids go as a compact id set (array 0, the same
+    encoding FedRAS uses, so comparisons are about the values) and subclasses encode the rows."""
+
+    def encode(self, update: ItemUpdate, server_round: int) -> list[np.ndarray]:
+        from fedras_flwr.codecs.packing import encode_ids
+
+        return [encode_ids(update.ids, self.num_items), *self.encode_rows(update.rows, server_round)]
+
+    def decode(self, arrays: Sequence[np.ndarray], server_round: int) -> ItemUpdate:
+        from fedras_flwr.codecs.packing import decode_ids
+
+        if len(arrays) != self.num_arrays:
+            raise PayloadError(f"{self.name}: expected {self.num_arrays} arrays, got {len(arrays)}")
+        ids = decode_ids(arrays[0], self.num_items)
+        rows = self.decode_rows(arrays[1:], len(ids), server_round)
+        return ItemUpdate(ids=ids, rows=self._check_rows(rows, len(ids)))
+
+    @abstractmethod
+    def encode_rows(self, rows: np.ndarray, server_round: int) -> list[np.ndarray]: ...
+
+    @abstractmethod
+    def decode_rows(self, arrays: Sequence[np.ndarray], count: int, server_round: int) -> np.ndarray: ...
+
+    def _expect_values(self, array: np.ndarray, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+        if not isinstance(array, np.ndarray) or array.dtype != np.dtype(dtype) or array.shape != shape:
+            raise PayloadError(
+                f"{self.name}: expected {dtype} {shape}, got {getattr(array, 'dtype', type(array))} "
+                f"{getattr(array, 'shape', '')}"
+            )
+        if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+            raise PayloadError(f"{self.name}: values contain NaN or infinity")
+        return array
 
 
 def codec_registry() -> dict[str, type[Codec]]:

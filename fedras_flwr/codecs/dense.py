@@ -17,13 +17,16 @@ class DenseCodec(Codec):
     name = "dense"
     num_arrays = 1
 
-    def encode(self, update: ItemUpdate) -> list[np.ndarray]:
+    def encode(self, update: ItemUpdate, server_round: int) -> list[np.ndarray]:
         table = np.zeros((self.num_items, self.dim), dtype=np.float32)
         table[update.ids] = update.rows
         return [table]
 
-    def decode(self, arrays: Sequence[np.ndarray]) -> ItemUpdate:
+    def decode(self, arrays: Sequence[np.ndarray], server_round: int) -> ItemUpdate:
         self._expect(arrays, ["float32"], [2])
         table = self._check_rows(arrays[0], self.num_items)
         ids = np.flatnonzero(np.any(table != 0, axis=1))
         return ItemUpdate(ids=ids, rows=table[ids])
+
+    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
+        return self.num_items * self.dim

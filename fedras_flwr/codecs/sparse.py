@@ -13,10 +13,13 @@ class SparseCodec(Codec):
     name = "sparse"
     num_arrays = 2
 
-    def encode(self, update: ItemUpdate) -> list[np.ndarray]:
+    def encode(self, update: ItemUpdate, server_round: int) -> list[np.ndarray]:
         return [update.ids.astype(np.int32), update.rows.astype(np.float32)]
 
-    def decode(self, arrays: Sequence[np.ndarray]) -> ItemUpdate:
+    def decode(self, arrays: Sequence[np.ndarray], server_round: int) -> ItemUpdate:
         self._expect(arrays, ["int32", "float32"], [1, 2])
         ids = self._check_ids(arrays[0])
         return ItemUpdate(ids=ids, rows=self._check_rows(arrays[1], len(ids)))
+
+    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
+        return arrays[1].size + arrays[0].size

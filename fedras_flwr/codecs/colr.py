@@ -1,0 +1,44 @@
+"""`colr`: CoLR (WWW'24). The item update is constrained to Q + A B during local training, with B
+(`colr-rank` x d, orthonormal rows) regenerated every round from the shared seed; only A goes up.
+
+Local training applies the projector B^T B to item-row gradients (see training.py): for SGD that is
+exactly training A with B fixed. The server rebuilds A B with the same B.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from fedras_flwr.codecs.base import IdsAndValuesCodec
+
+
+class CoLRCodec(IdsAndValuesCodec):
+    name = "colr"
+    num_arrays = 2
+
+    def basis(self, server_round: int) -> np.ndarray:
+        return _orthonormal_basis(self.cfg.seed, server_round, min(self.cfg.colr_rank, self.dim), self.dim)
+
+    def gradient_projector(self, server_round: int) -> np.ndarray:
+        basis = self.basis(server_round)
+        return basis.T @ basis
+
+    def encode_rows(self, rows: np.ndarray, server_round: int) -> list[np.ndarray]:
+        return [(rows @ self.basis(server_round).T).astype(np.float32)]
+
+    def decode_rows(self, arrays: Sequence[np.ndarray], count: int, server_round: int) -> np.ndarray:
+        basis = self.basis(server_round)
+        return self._expect_values(arrays[0], "float32", (count, len(basis))) @ basis
+
+    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
+        return arrays[1].size + len(arrays[1])
+
+
+@lru_cache(maxsize=8)
+def _orthonormal_basis(seed: int, server_round: int, rank: int, dim: int) -> np.ndarray:
+    gaussian = np.random.default_rng([seed, 7_001, server_round]).standard_normal((dim, rank))
+    orthonormal, _ = np.linalg.qr(gaussian)
+    return orthonormal.T.astype(np.float32)

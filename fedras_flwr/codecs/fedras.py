@@ -1,0 +1,119 @@
+"""`fedras`: FedRAS action sharing (KDD 2025). The client clusters the rows of its item-table update
+into K *actions* (k-means centroids) and uploads the centroids, the touched item ids and one action
+index per touched item; the server rebuilds every row as the centroid of its action.
+
+Layout (num_arrays depends on the options, fixed for a run):
+    [centroids (K x d, float16|float32), assignments (uint8, ceil(log2 K) bits each), ids (uint8)]
+    entropy-coding = zstd: assignments and ids travel together as one zstd frame (uint8)
+    cluster-on = direction: + magnitudes (float16, one per row); rows are clustered as unit vectors
+When a client touched at most K rows, its rows are sent exactly (float32 centroids, one per row).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Sequence
+
+import numpy as np
+import zstandard
+
+from fedras_flwr.clustering import kmeans
+from fedras_flwr.codecs.base import Codec, ItemUpdate, PayloadError
+from fedras_flwr.codecs.packing import bits_for, decode_ids, encode_ids, pack_bits, unpack_bits
+from fedras_flwr.config import RunConfig
+
+_FLOATS = ("float16", "float32")
+
+
+class FedRASCodec(Codec):
+    name = "fedras"
+
+    def __init__(self, cfg: RunConfig, num_items: int, dim: int) -> None:
+        super().__init__(cfg, num_items, dim)
+        self.direction = cfg.cluster_on == "direction"
+        self.entropy = cfg.entropy_coding == "zstd"
+        self.num_arrays = (2 if self.entropy else 3) + (1 if self.direction else 0)
+
+    # -- client ------------------------------------------------------------------------------------
+    def encode(self, update: ItemUpdate, server_round: int, num_actions: int | None = None) -> list[np.ndarray]:
+        k = num_actions or self.cfg.num_actions
+        rows = update.rows.astype(np.float32)
+        magnitudes = np.ones(len(rows), dtype=np.float32)
+        if len(rows) <= k:  # lossless: every row is its own action
+            centroids, assignment = rows, np.arange(len(rows))
+        else:
+            points = rows
+            if self.direction:
+                norms = np.linalg.norm(rows, axis=1)
+                magnitudes = norms.astype(np.float16)
+                points = rows / np.maximum(norms, 1e-30)[:, None]
+            clusters = kmeans(points, k, self.cfg.kmeans_iters, self._seed(server_round), spherical=self.direction)
+            centroids = clusters.centroids.astype(self.cfg.centroid_dtype)
+            assignment = clusters.assignment
+        indices = pack_bits(assignment, bits_for(len(centroids)))
+        ids = encode_ids(update.ids, self.num_items)
+        arrays = [centroids, *self._index_arrays(indices, ids)]
+        return arrays + [magnitudes] if self.direction else arrays
+
+    def _seed(self, server_round: int) -> int:
+        return (self.cfg.seed * 1_000_003 + server_round) % (1 << 31)
+
+    def _index_arrays(self, indices: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
+        if not self.entropy:
+            return [indices, ids]
+        body = struct.pack("<I", len(ids)) + ids.tobytes() + indices.tobytes()
+        frame = zstandard.ZstdCompressor(level=19, write_checksum=False).compress(body)
+        return [np.frombuffer(frame, dtype=np.uint8).copy()]
+
+    # -- server ------------------------------------------------------------------------------------
+    def decode(self, arrays: Sequence[np.ndarray], server_round: int) -> ItemUpdate:
+        if len(arrays) != self.num_arrays:
+            raise PayloadError(f"fedras: expected {self.num_arrays} arrays, got {len(arrays)}")
+        centroids = arrays[0]
+        if not isinstance(centroids, np.ndarray) or centroids.dtype.name not in _FLOATS or centroids.ndim != 2:
+            raise PayloadError("fedras: centroids must be a 2-D float16/float32 array")
+        if centroids.shape[1] != self.dim or not np.all(np.isfinite(centroids)):
+            raise PayloadError(f"fedras: centroids must be finite with {self.dim} columns")
+        indices, id_blob = self._split_index_arrays(arrays[1:3] if not self.entropy else arrays[1:2])
+        ids = decode_ids(id_blob, self.num_items)
+        if len(ids) and len(centroids) == 0:
+            raise PayloadError("fedras: rows without any action")
+        assignment = unpack_bits(indices, bits_for(len(centroids)), len(ids))
+        if len(ids) and assignment.max() >= len(centroids):
+            raise PayloadError("fedras: an assignment points past the last action")
+        rows = centroids.astype(np.float32)[assignment]
+        if self.direction:
+            magnitudes = arrays[-1]
+            if magnitudes.dtype.name not in _FLOATS or magnitudes.shape != (len(ids),):
+                raise PayloadError("fedras: need one float16/float32 magnitude per row")
+            if not np.all(np.isfinite(magnitudes)):
+                raise PayloadError("fedras: magnitudes must be finite")
+            rows = rows * magnitudes.astype(np.float32)[:, None]
+        return ItemUpdate(ids=ids, rows=rows)
+
+    def _split_index_arrays(self, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        if any(not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 1 for a in arrays):
+            raise PayloadError("fedras: index arrays must be 1-D uint8")
+        if not self.entropy:
+            return arrays[0], arrays[1]
+        limit = 4 + 11 * self.num_items + self.num_items * 8
+        try:
+            body = zstandard.ZstdDecompressor().decompress(arrays[0].tobytes(), max_output_size=limit)
+        except zstandard.ZstdError as err:
+            raise PayloadError(f"fedras: corrupt zstd frame ({err})") from err
+        if len(body) < 4:
+            raise PayloadError("fedras: truncated zstd body")
+        (id_length,) = struct.unpack("<I", body[:4])
+        if id_length > len(body) - 4:
+            raise PayloadError("fedras: id length points past the end of the zstd body")
+        as_array = np.frombuffer(body, dtype=np.uint8)
+        return as_array[4 + id_length :], as_array[4 : 4 + id_length]
+
+    def num_actions(self, arrays: Sequence[np.ndarray]) -> int | None:
+        return len(arrays[0])
+
+    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
+        """K x d centroid values + one index per touched item (+ one magnitude per item)."""
+        rows = len(arrays[-1]) if self.direction else len(decode_ids(self._split_index_arrays(
+            arrays[1:3] if not self.entropy else arrays[1:2])[1], self.num_items))
+        return arrays[0].size + rows * (2 if self.direction else 1)

@@ -1,0 +1,96 @@
+"""Compact integer encodings shared by the codecs: bit-packed indices and item-id sets.
+
+An id set goes as a uint8 blob whose first byte says how: a bitmap over the M items, or LEB128
+varints of the gaps between sorted ids, whichever is smaller for this set.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fedras_flwr.codecs.base import PayloadError
+
+_BITMAP, _DELTAS = 0, 1
+
+
+def bits_for(count: int) -> int:
+    """Bits per index for `count` distinct values (0 when there is only one value)."""
+    return math.ceil(math.log2(count)) if count > 1 else 0
+
+
+def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Little-endian bit packing of non-negative ints < 2**bits into a uint8 buffer."""
+    if bits == 0 or len(values) == 0:
+        return np.zeros(0, dtype=np.uint8)
+    as_bits = (values.astype(np.uint64)[:, None] >> np.arange(bits, dtype=np.uint64)) & 1
+    return np.packbits(as_bits.astype(np.uint8).ravel(), bitorder="little")
+
+
+def unpack_bits(buffer: np.ndarray, bits: int, count: int) -> np.ndarray:
+    if bits == 0:
+        if len(buffer):
+            raise PayloadError("unexpected index bytes for a single action")
+        return np.zeros(count, dtype=np.int64)
+    if len(buffer) != math.ceil(count * bits / 8):
+        raise PayloadError(f"index buffer has {len(buffer)} bytes, expected {math.ceil(count * bits / 8)}")
+    flat = np.unpackbits(buffer, bitorder="little", count=count * bits).reshape(count, bits)
+    return (flat.astype(np.int64) << np.arange(bits, dtype=np.int64)).sum(axis=1)
+
+
+def _varints(values: np.ndarray) -> bytes:
+    out = bytearray()
+    for value in values.tolist():
+        while value >= 0x80:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out)
+
+
+def _read_varints(blob: bytes) -> list[int]:
+    values, current, shift = [], 0, 0
+    for byte in blob:
+        current |= (byte & 0x7F) << shift
+        shift += 7
+        if shift > 63:
+            raise PayloadError("varint too long in the id list")
+        if byte < 0x80:
+            values.append(current)
+            current, shift = 0, 0
+    if shift:
+        raise PayloadError("truncated varint in the id list")
+    return values
+
+
+def encode_ids(ids: np.ndarray, num_items: int) -> np.ndarray:
+    """The smaller of a bitmap and a gap-varint list, as one uint8 array with a mode byte first."""
+    bitmap = np.zeros(num_items, dtype=np.uint8)
+    bitmap[ids] = 1
+    as_bitmap = np.packbits(bitmap, bitorder="little").tobytes()
+    gaps = np.diff(ids, prepend=-1) - 1 if len(ids) else np.zeros(0, dtype=np.int64)
+    as_deltas = _varints(gaps)
+    mode, body = (_BITMAP, as_bitmap) if len(as_bitmap) <= len(as_deltas) else (_DELTAS, as_deltas)
+    return np.frombuffer(bytes([mode]) + body, dtype=np.uint8).copy()
+
+
+def decode_ids(blob: np.ndarray, num_items: int) -> np.ndarray:
+    if blob.dtype != np.uint8 or blob.ndim != 1 or len(blob) == 0:
+        raise PayloadError("the id set must be a non-empty uint8 buffer")
+    mode, body = int(blob[0]), blob[1:]
+    if mode == _BITMAP:
+        if len(body) != math.ceil(num_items / 8):
+            raise PayloadError(f"id bitmap has {len(body)} bytes, expected {math.ceil(num_items / 8)}")
+        bits = np.unpackbits(body, bitorder="little")
+        if np.any(bits[num_items:]):
+            raise PayloadError("id bitmap marks items beyond the catalogue")
+        return np.flatnonzero(bits[:num_items]).astype(np.int64)
+    if mode == _DELTAS:
+        if len(body) > 10 * num_items:
+            raise PayloadError("id list is longer than any id set of this catalogue")
+        ids = np.cumsum(np.asarray(_read_varints(body.tobytes()), dtype=np.int64) + 1) - 1
+        if len(ids) and (ids[-1] >= num_items or np.any(np.diff(ids) <= 0) or ids[0] < 0):
+            raise PayloadError("id list names items beyond the catalogue")
+        return ids
+    raise PayloadError(f"unknown id encoding {mode}")

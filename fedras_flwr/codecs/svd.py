@@ -1,0 +1,29 @@
+"""`svd`: rank-`svd-rank` truncated SVD of the touched-row update, sent as (U S) and V."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from fedras_flwr.codecs.base import IdsAndValuesCodec
+
+
+class SVDCodec(IdsAndValuesCodec):
+    name = "svd"
+    num_arrays = 3
+
+    def encode_rows(self, rows: np.ndarray, server_round: int) -> list[np.ndarray]:
+        rank = min(self.cfg.svd_rank, *rows.shape) if rows.size else 0
+        left, singular, right = np.linalg.svd(rows.astype(np.float64), full_matrices=False)
+        return [(left[:, :rank] * singular[:rank]).astype(np.float32), right[:rank].astype(np.float32)]
+
+    def decode_rows(self, arrays: Sequence[np.ndarray], count: int, server_round: int) -> np.ndarray:
+        scaled_left, right = arrays
+        rank = scaled_left.shape[1] if scaled_left.ndim == 2 and scaled_left.shape[1] <= self.dim else -1
+        self._expect_values(scaled_left, "float32", (count, max(rank, 0)))
+        self._expect_values(right, "float32", (rank, self.dim))
+        return scaled_left @ right
+
+    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
+        return arrays[1].size + arrays[2].size + len(arrays[1])

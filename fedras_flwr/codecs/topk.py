@@ -1,0 +1,37 @@
+"""`topk`: the `topk-fraction` largest-magnitude entries of the touched-row update (values + positions).
+
+Positions index the (touched rows x d) matrix in the narrowest unsigned dtype that fits.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from fedras_flwr.codecs.base import IdsAndValuesCodec, PayloadError
+from fedras_flwr.codecs.packing import decode_ids
+
+
+class TopKCodec(IdsAndValuesCodec):
+    name = "topk"
+    num_arrays = 3
+
+    def encode_rows(self, rows: np.ndarray, server_round: int) -> list[np.ndarray]:
+        flat = rows.ravel()
+        keep = max(1, int(round(self.cfg.topk_fraction * flat.size))) if flat.size else 0
+        positions = np.sort(np.argpartition(-np.abs(flat), keep - 1)[:keep]) if keep < flat.size else np.arange(flat.size)
+        return [positions.astype(np.min_scalar_type(max(flat.size - 1, 0))), flat[positions].astype(np.float32)]
+
+    def decode_rows(self, arrays: Sequence[np.ndarray], count: int, server_round: int) -> np.ndarray:
+        positions, values = arrays
+        size = count * self.dim
+        if positions.dtype.kind != "u" or positions.ndim != 1 or (len(positions) and positions.max() >= size):
+            raise PayloadError("topk: positions must be unsigned and inside the touched rows")
+        self._expect_values(values, "float32", positions.shape)
+        flat = np.zeros(size, dtype=np.float32)
+        flat[positions] = values
+        return flat.reshape(count, self.dim)
+
+    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
+        return 2 * len(arrays[2]) + len(decode_ids(arrays[0], self.num_items))
