@@ -70,12 +70,14 @@ class FedRASClient(NumPyClient):
 
     def fit(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[NDArrays, int, dict[str, Scalar]]:
         users = self._asked_users(config)
-        updates = self.worker.fit(users, parameters, int(config["server-round"]), self.store)
+        table = self.worker.receive(self.store, parameters, str(config["downlink"]), int(config["table-version"]))
+        updates = self.worker.fit(users, table, int(config["server-round"]), self.store)
         arrays, metrics = pack_updates(updates)
         return arrays, sum(u.num_examples for u in updates), metrics
 
     def evaluate(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[float, int, dict[str, Scalar]]:
-        ranks = self.worker.rank(self.users, parameters, self.store)
+        table = self.worker.receive(self.store, parameters, version=int(config["table-version"]))
+        ranks = self.worker.rank(self.users, table, self.store)
         return 0.0, len(self.users), pack_ranks(self.users, ranks)
 
 

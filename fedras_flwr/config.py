@@ -49,6 +49,8 @@ class RunConfig:
     aggregation_weighting: str = "uniform"
     codec: str = "fedras"
     reference_embedding_dim: int = 0
+    downlink: str = "dense"
+    downlink_actions: int = 256
     # fedras codec
     num_actions: int = 8
     cluster_on: str = "delta"
@@ -141,6 +143,7 @@ _CHOICES = {
     "centroid_dtype": ("float16", "float32"),
     "entropy_coding": ("none", "zstd"),
     "quant_bits": (2, 4, 8),
+    "downlink": ("dense", "actions"),
 }
 _POSITIVE = (
     "embedding_dim", "local_epochs", "batch_size", "num_server_rounds", "clients_per_round",

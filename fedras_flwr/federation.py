@@ -14,6 +14,7 @@ import numpy as np
 from fedras_flwr.codecs import ItemUpdate, PayloadError, make_codec, wire_bytes
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data.split import PURPOSE_INIT, NegativeSampler, SplitDataset, user_rng
+from fedras_flwr.downlink import FULL, Broadcast, TableBroadcaster, TableReceiver
 from fedras_flwr.metrics import ranking_report
 from fedras_flwr.models import Backbone, make_backbone
 from fedras_flwr.training import UserRanks, rank_user, train_user
@@ -79,7 +80,13 @@ class ClientWorker:
         self.split = split
         self.backbone = make_model(cfg)
         self.codec = make_codec(cfg, split.num_items, self.backbone.item_dim)
+        num_dense = len(self.backbone.init_dense(np.random.default_rng(0)))
+        self.receiver = TableReceiver(cfg, split.num_items, self.backbone.item_dim, num_dense)
         self._samplers: dict[int, NegativeSampler] = {}
+
+    def receive(self, store: UserStore, arrays: Sequence[np.ndarray], kind: str = FULL, version: int = 0) -> list[np.ndarray]:
+        """The current [item table, *dense] from a downlink message (see downlink.py)."""
+        return self.receiver.receive(store, arrays, kind, version)
 
     def user_vector(self, store: UserStore, user: int) -> np.ndarray:
         """The private embedding; a user never trained starts from a seed-determined vector."""
@@ -188,13 +195,19 @@ class FederatedServer:
         self.item_table = self.backbone.init_items(num_items, cfg.init_std, rng)
         self.dense = self.backbone.init_dense(rng)
         self.reference_dim = make_backbone(cfg.model, cfg.reference_dim, cfg.mlp_layer_sizes).item_dim
+        self.broadcaster = TableBroadcaster(cfg, num_items, self.backbone.item_dim)
 
     # -- what the server sends -------------------------------------------------------------------
     def global_arrays(self) -> list[np.ndarray]:
         return [self.item_table, *self.dense]
 
-    def down_bytes(self) -> int:
-        return wire_bytes(self.global_arrays())
+    def broadcast(self, holder_version: int | None) -> Broadcast:
+        """The training downlink for a node holding table `holder_version` (None: unknown)."""
+        return self.broadcaster.message(holder_version, self.item_table, self.dense)
+
+    @property
+    def table_version(self) -> int:
+        return self.broadcaster.version
 
     @property
     def up_bytes_dense_ref(self) -> int:
@@ -240,9 +253,9 @@ class FederatedServer:
             actions.append(self.codec.num_actions(update.payload))
         if not accepted:
             return RoundTrainStats.empty(rejected=len(updates))
-        touched = row_weights > 0
-        step = row_sums[touched] / row_weights[touched, None]
-        self.item_table[touched] = (self.item_table[touched] + self.cfg.server_lr * step).astype(np.float32)
+        touched = np.flatnonzero(row_weights > 0)
+        step = self.cfg.server_lr * row_sums[touched] / row_weights[touched, None]
+        self.broadcaster.apply(self.item_table, touched, step, server_round)
         examples = sum(u.num_examples for u, _, _ in accepted)
         self.dense = [(total / examples).astype(np.float32) for total in dense_sums]
         rows = np.array([n for _, _, n in accepted], dtype=np.float64)

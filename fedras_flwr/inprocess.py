@@ -19,12 +19,18 @@ def run_inprocess(cfg: RunConfig) -> dict[str, Any]:
     store = MemoryUserStore()
     all_users = list(range(split.num_users))
     session = ServerSession(cfg, split.num_items, all_users, {"dataset": split.name, "runner": "inprocess"})
+    held_version: int | None = None  # the table version this single "node" holds
     for server_round in range(1, cfg.num_server_rounds + 1):
         users = session.begin_round(server_round)
-        updates = worker.fit(users, session.server.global_arrays(), server_round, store)
+        message = session.downlink(held_version)
+        table = worker.receive(store, message.arrays, message.kind, message.version)
+        held_version = message.version
+        updates = worker.fit(users, table, server_round, store)
         session.end_training(server_round, updates)
         if session.server.is_eval_round(server_round):
-            session.end_evaluation(server_round, worker.rank(all_users, session.server.global_arrays(), store))
+            evaluation = worker.receive(store, session.server.global_arrays(), version=session.server.table_version)
+            held_version = session.server.table_version
+            session.end_evaluation(server_round, worker.rank(all_users, evaluation, store))
     assert session.summary is not None
     return session.summary
 

@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fedras_flwr.config import RunConfig
 from fedras_flwr.federation import RoundTrainStats
 
@@ -33,7 +35,8 @@ def resolve_out_dir(out_dir: str) -> Path:
 
 
 def _reduction(sent: float, reference: float) -> float:
-    return 100.0 * (1.0 - sent / reference) if reference > 0 else float("nan")
+    """Percent saved vs a reference; NaN (written as null) when nothing was uploaded or referenced."""
+    return 100.0 * (1.0 - sent / reference) if reference > 0 and sent > 0 else float("nan")
 
 
 def _json_safe(value: Any) -> Any:
@@ -60,12 +63,13 @@ class RunRecorder:
         self,
         server_round: int,
         train: RoundTrainStats,
-        down_bytes: int,
+        down_messages: list[int],
         up_bytes_dense_ref: int,
         evaluation: dict[str, float] | None,
     ) -> None:
         self.total_up_bytes += train.up_bytes * train.clients
-        self.total_down_bytes += down_bytes * (train.clients + train.rejected)
+        self.total_down_bytes += sum(down_messages)
+        down_bytes = float(np.mean(down_messages)) if down_messages else 0.0
         elapsed = time.monotonic() - self.started
         metric = evaluation.get(self.primary_metric) if evaluation else None
         log.info(
@@ -84,6 +88,7 @@ class RunRecorder:
             "rejected-clients": train.rejected,
             "up-bytes": train.up_bytes,
             "down-bytes": down_bytes,
+            "down-messages": len(down_messages),
             "up-bytes-dense-ref": up_bytes_dense_ref,
             "up-bytes-sparse-ref": train.up_bytes_sparse_ref,
             "up-reduction-dense": _reduction(train.up_bytes, up_bytes_dense_ref),

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from fedras_flwr.codecs import wire_bytes
 from fedras_flwr.config import RunConfig
+from fedras_flwr.downlink import Broadcast
 from fedras_flwr.federation import ClientUpdate, FederatedServer, RoundTrainStats
 from fedras_flwr.results import RunRecorder
 from fedras_flwr.training import UserRanks
@@ -19,13 +21,19 @@ class ServerSession:
         self.server = FederatedServer(cfg, num_items, users)
         self.recorder = RunRecorder(cfg, {"num-users": len(users), "num-items": num_items, **run_info})
         self._pending: RoundTrainStats | None = None
-        self._down_bytes = 0
+        self._down_messages: list[int] = []
         self.summary: dict[str, Any] | None = None
 
     def begin_round(self, server_round: int) -> list[int]:
-        """Users to train this round; also notes the downlink size of what they will receive."""
-        self._down_bytes = self.server.down_bytes()
+        """Users to train this round."""
+        self._down_messages = []
         return self.server.sample_users(server_round)
+
+    def downlink(self, holder_version: int | None) -> Broadcast:
+        """The training message for one node; its exact size is recorded."""
+        message = self.server.broadcast(holder_version)
+        self._down_messages.append(wire_bytes(message.arrays))
+        return message
 
     def end_training(self, server_round: int, updates: Sequence[ClientUpdate]) -> RoundTrainStats:
         stats = self.server.aggregate(updates, server_round)
@@ -42,7 +50,7 @@ class ServerSession:
     def _record(self, server_round: int, evaluation: dict[str, float] | None) -> None:
         stats = self._pending or RoundTrainStats.empty()
         self.recorder.record_round(
-            server_round, stats, self._down_bytes, self.server.up_bytes_dense_ref, evaluation
+            server_round, stats, self._down_messages, self.server.up_bytes_dense_ref, evaluation
         )
         self._pending = None
         if server_round == self.cfg.num_server_rounds:

@@ -49,6 +49,7 @@ class FedRASStrategy(Strategy):
         self.proxies: dict[str, ClientProxy] = {}
         self.users_of_node: dict[str, list[int]] = {}
         self.node_of_user: dict[int, str] = {}
+        self.node_table_version: dict[str, int] = {}  # which item-table version each node holds
 
     # -- start-up ------------------------------------------------------------------------------------
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters:
@@ -103,10 +104,19 @@ class FedRASStrategy(Strategy):
         by_node: dict[str, list[int]] = {}
         for user in self.session.begin_round(server_round):
             by_node.setdefault(self.node_of_user[user], []).append(user)
-        return [
-            (self.proxies[cid], FitIns(parameters, {"users": pack_vector(users, "<i8"), "server-round": server_round}))
-            for cid, users in sorted(by_node.items())
-        ]
+        serialized: dict[str, Parameters] = {}  # one serialization per kind of downlink message
+        instructions = []
+        for cid, users in sorted(by_node.items()):
+            message = self.session.downlink(self.node_table_version.get(cid))
+            if message.kind not in serialized:
+                serialized[message.kind] = ndarrays_to_parameters(message.arrays)
+            config = {
+                "users": pack_vector(users, "<i8"), "server-round": server_round,
+                "downlink": message.kind, "table-version": message.version,
+            }
+            instructions.append((self.proxies[cid], FitIns(serialized[message.kind], config)))
+            self.node_table_version[cid] = message.version
+        return instructions
 
     def aggregate_fit(
         self,
@@ -128,6 +138,7 @@ class FedRASStrategy(Strategy):
                 log.warning("round %d: dropped the reply of SuperNode %s: %s", server_round, proxy.cid, err)
         for failure in failures:
             log.warning("round %d: a SuperNode failed during training: %s", server_round, _describe(failure))
+            self._forget_table(failure)
         stats = self.session.end_training(server_round, updates)
         metrics = {"clients": stats.clients, "rejected": stats.rejected, "up-bytes": stats.up_bytes}
         return ndarrays_to_parameters(self.session.server.global_arrays()), metrics
@@ -139,7 +150,10 @@ class FedRASStrategy(Strategy):
         assert self.session is not None
         if not self.session.server.is_eval_round(server_round):
             return []
-        ins = EvaluateIns(parameters, {"server-round": server_round})
+        version = self.session.server.table_version
+        ins = EvaluateIns(parameters, {"server-round": server_round, "table-version": version})
+        for cid in self.proxies:
+            self.node_table_version[cid] = version
         return [(self.proxies[cid], ins) for cid in sorted(self.proxies)]
 
     def aggregate_evaluate(
@@ -157,8 +171,16 @@ class FedRASStrategy(Strategy):
                 log.warning("round %d: dropped the evaluation of SuperNode %s: %s", server_round, proxy.cid, err)
         for failure in failures:
             log.warning("round %d: a SuperNode failed during evaluation: %s", server_round, _describe(failure))
+            self._forget_table(failure)
         report = self.session.end_evaluation(server_round, [ranks[u] for u in sorted(ranks)])
         return None, {**report, "eval-users": len(ranks)}
+
+    def _forget_table(self, failure: Any) -> None:
+        """A node that failed may not hold what it was sent: give it the full table next time."""
+        if not isinstance(failure, BaseException):
+            self.node_table_version.pop(failure[0].cid, None)
+        else:
+            self.node_table_version.clear()
 
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
         """No centralised evaluation: the server holds no user data."""
