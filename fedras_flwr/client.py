@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 from flwr.client import NumPyClient
 from flwr.common import ArrayRecord, Context, NDArrays, Scalar
 from flwr.app import Array
 
+from fedras_flwr.codecs import wire_bytes
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data import load_split
-from fedras_flwr.federation import ClientWorker, partition_users
+from fedras_flwr.federation import ClientWorker, RoundPlan, partition_users
 from fedras_flwr.wire import pack_ranks, pack_updates, pack_vector, unpack_vector
 
 STATE_KEY = "fedras-user-embeddings"
@@ -34,10 +33,17 @@ class ContextUserStore:
         self._record[key] = Array(np.ascontiguousarray(array))
 
 
-@lru_cache(maxsize=2)
-def cached_worker(cfg: RunConfig) -> ClientWorker:
-    """One worker (parsed data, samplers) per process and config, reused across rounds."""
-    return ClientWorker(cfg, load_split(cfg))
+_WORKERS: dict[tuple[RunConfig, str], ClientWorker] = {}
+
+
+def cached_worker(cfg: RunConfig, node_config: dict) -> ClientWorker:
+    """One worker (parsed data, samplers, profiles) per process, config and node, reused across rounds."""
+    key = (cfg, repr(sorted(node_config.items())))
+    if key not in _WORKERS:
+        if len(_WORKERS) >= 4:
+            _WORKERS.clear()
+        _WORKERS[key] = ClientWorker(cfg, load_split(cfg), dict(node_config))
+    return _WORKERS[key]
 
 
 class FedRASClient(NumPyClient):
@@ -71,7 +77,9 @@ class FedRASClient(NumPyClient):
     def fit(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[NDArrays, int, dict[str, Scalar]]:
         users = self._asked_users(config)
         table = self.worker.receive(self.store, parameters, str(config["downlink"]), int(config["table-version"]))
-        updates = self.worker.fit(users, table, int(config["server-round"]), self.store)
+        deadline = float(config["deadline"])
+        plan = RoundPlan(deadline=deadline if deadline >= 0 else float("inf"), down_bytes=wire_bytes(parameters))
+        updates = self.worker.fit(users, table, int(config["server-round"]), self.store, plan)
         arrays, metrics = pack_updates(updates)
         return arrays, sum(u.num_examples for u in updates), metrics
 
@@ -91,4 +99,4 @@ def make_client(context: Context, cfg: RunConfig | None = None) -> FedRASClient:
         raise ValueError(
             "this SuperNode needs --node-config 'partition-id=<i> num-partitions=<n>' to know which users it hosts"
         ) from err
-    return FedRASClient(cached_worker(cfg), partition_id, num_partitions, context)
+    return FedRASClient(cached_worker(cfg, dict(context.node_config)), partition_id, num_partitions, context)

@@ -26,9 +26,15 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
     nearest = np.sum((x - centres[0]) ** 2, axis=1)
     for _ in range(1, k):
         total = nearest.sum()
-        index = rng.choice(len(x), p=nearest / total) if total > 0 else rng.integers(len(x))
+        if total > 0:
+            # the draw `rng.choice(len(x), p=nearest / total)` makes, without its costly checks of p
+            cdf = np.cumsum(nearest / total)
+            cdf /= cdf[-1]
+            index = int(cdf.searchsorted(rng.random(), side="right"))
+        else:
+            index = int(rng.integers(len(x)))
         centres.append(x[index])
-        nearest = np.minimum(nearest, np.sum((x - x[index]) ** 2, axis=1))
+        np.minimum(nearest, np.sum((x - x[index]) ** 2, axis=1), out=nearest)
     return np.asarray(centres, dtype=np.float32)
 
 

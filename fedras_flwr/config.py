@@ -63,6 +63,21 @@ class RunConfig:
     svd_rank: int = 2
     colr_rank: int = 2
     quant_bits: int = 8
+    # heterogeneity (see hetero.py): scenario, clock constants, number-of-actions policy
+    hetero: str = "none"
+    compute_tiers: str = ""
+    network_tiers: str = ""
+    hetero_jitter: float = 0.1
+    seconds_per_example: float = 1e-4
+    seconds_per_flop: float = 1e-9
+    k_policy: str = "fixed"
+    k_candidates: str = "2,4,8,16,32,64,128,256"
+    deadline_quantile: float = 0.5
+    deadline_seconds: float = 0.0
+    target_ratio: float = 0.01
+    stragglers: str = "wait"
+    target_hr: float = 0.5
+    target_hr_reference: float = 0.0
     # evaluation and output
     num_eval_negatives: int = 99
     topk: str = "10"
@@ -81,6 +96,15 @@ class RunConfig:
     @property
     def topk_list(self) -> list[int]:
         return parse_int_list(self.topk, "topk")
+
+    @property
+    def k_candidate_list(self) -> list[int]:
+        return parse_int_list(self.k_candidates, "k-candidates")
+
+    @property
+    def target_hr_value(self) -> float:
+        """HR@K to reach: 95 % of a dense run's final HR@K if given, else the absolute `target-hr`."""
+        return 0.95 * self.target_hr_reference if self.target_hr_reference > 0 else self.target_hr
 
     @property
     def mlp_layer_sizes(self) -> list[int]:
@@ -144,6 +168,9 @@ _CHOICES = {
     "entropy_coding": ("none", "zstd"),
     "quant_bits": (2, 4, 8),
     "downlink": ("dense", "actions"),
+    "hetero": ("none", "homogeneous", "uniform", "mostly-slow", "mixed"),
+    "k_policy": ("fixed", "deadline", "target-ratio"),
+    "stragglers": ("wait", "drop"),
 }
 _POSITIVE = (
     "embedding_dim", "local_epochs", "batch_size", "num_server_rounds", "clients_per_round",
@@ -162,6 +189,11 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError("num-negatives and weight-decay must be >= 0; lr and server-lr must be > 0")
     if not 0.0 < cfg.topk_fraction <= 1.0:
         raise ConfigError(f"topk-fraction must be in (0, 1], got {cfg.topk_fraction}")
+    if not 0.0 < cfg.deadline_quantile <= 1.0 or cfg.deadline_seconds < 0 or not 0.0 < cfg.target_ratio <= 1.0:
+        raise ConfigError("deadline-quantile and target-ratio must be in (0, 1]; deadline-seconds >= 0")
+    if cfg.hetero_jitter < 0 or cfg.seconds_per_example <= 0 or cfg.seconds_per_flop <= 0:
+        raise ConfigError("hetero-jitter must be >= 0; seconds-per-example and seconds-per-flop > 0")
+    cfg.k_candidate_list  # noqa: B018
     if cfg.reference_embedding_dim < 0:
         raise ConfigError("reference-embedding-dim must be >= 0 (0: the model's own embedding-dim)")
     if cfg.min_user_interactions < 3:

@@ -5,6 +5,7 @@ in-process loop (inprocess.py) both drive these two objects, so neither re-imple
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -15,6 +16,7 @@ from fedras_flwr.codecs import ItemUpdate, PayloadError, make_codec, wire_bytes
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data.split import PURPOSE_INIT, NegativeSampler, SplitDataset, user_rng
 from fedras_flwr.downlink import FULL, Broadcast, TableBroadcaster, TableReceiver
+from fedras_flwr.hetero import Heterogeneity, Profile, choose_k
 from fedras_flwr.metrics import ranking_report
 from fedras_flwr.models import Backbone, make_backbone
 from fedras_flwr.training import UserRanks, rank_user, train_user
@@ -65,6 +67,17 @@ class ClientUpdate:
     num_examples: int
     train_loss: float
     recon_error: float  # ||D - decode(encode(D))|| / ||D||, measured by the client on its own upload
+    sim_time: float = 0.0  # simulated seconds of this client's round (hetero.py)
+    dense_time: float = 0.0  # the same with the uncompressed (dense) upload: what deadlines derive from
+    tier: int = -1  # index of the client's compute tier (-1: no heterogeneity)
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What the server tells the clients of a round besides the table."""
+
+    deadline: float = float("inf")  # seconds (deadline policy)
+    down_bytes: int = 0  # size of the downlink message the client received
 
 
 def split_global_arrays(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -75,11 +88,15 @@ def split_global_arrays(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, list[
 class ClientWorker:
     """The users one client process holds, and what it does with them each round."""
 
-    def __init__(self, cfg: RunConfig, split: SplitDataset) -> None:
+    def __init__(self, cfg: RunConfig, split: SplitDataset, node_config: dict | None = None) -> None:
         self.cfg = cfg
         self.split = split
         self.backbone = make_model(cfg)
         self.codec = make_codec(cfg, split.num_items, self.backbone.item_dim)
+        self.hetero = Heterogeneity(cfg)
+        self.node_config = {k: v for k, v in (node_config or {}).items() if k in ("device-tier", "uplink-kbps", "downlink-kbps")}
+        self._profiles: dict[int, Profile] = {}
+        self._dense_upload = wire_bytes([np.empty((split.num_items, self.backbone.item_dim), np.float32)])
         num_dense = len(self.backbone.init_dense(np.random.default_rng(0)))
         self.receiver = TableReceiver(cfg, split.num_items, self.backbone.item_dim, num_dense)
         self._samplers: dict[int, NegativeSampler] = {}
@@ -100,8 +117,18 @@ class ClientWorker:
             self._samplers[user] = NegativeSampler(self.split.users[user], self.split.num_items)
         return self._samplers[user]
 
+    def profile(self, user: int) -> Profile:
+        if user not in self._profiles:
+            self._profiles[user] = self.hetero.profile(user, self.node_config)
+        return self._profiles[user]
+
     def fit(
-        self, users: Sequence[int], global_arrays: Sequence[np.ndarray], server_round: int, store: UserStore
+        self,
+        users: Sequence[int],
+        global_arrays: Sequence[np.ndarray],
+        server_round: int,
+        store: UserStore,
+        plan: RoundPlan = RoundPlan(),
     ) -> list[ClientUpdate]:
         item_table, dense = split_global_arrays(global_arrays)
         updates = []
@@ -115,13 +142,42 @@ class ClientWorker:
             update = ItemUpdate(ids=result.touched, rows=result.delta)
             if self.cfg.error_feedback:
                 update = self._add_residual(store, user, update)
-            payload = self.codec.encode(update, server_round)
+            profile = self.hetero.jittered(self.profile(user), user, server_round) if self.hetero.enabled else None
+            k = self._choose_actions(update, profile, plan, result.num_examples)
+            payload = self.codec.encode(update, server_round, num_actions=k) if k else self.codec.encode(update, server_round)
             sent = self.codec.decode(payload, server_round)
             error = _relative_error(update, sent)
             if self.cfg.error_feedback:
                 self._keep_residual(store, user, update, sent)
-            updates.append(ClientUpdate(user, payload, result.dense, result.num_examples, result.train_loss, error))
+            timing = {}
+            if profile is not None:
+                clock = self.hetero.seconds
+                rows = len(update.ids)
+                timing = {
+                    "sim_time": clock(profile, plan.down_bytes, result.num_examples, rows, k or 0, wire_bytes(payload)),
+                    "dense_time": clock(profile, plan.down_bytes, result.num_examples, rows, 0, self._dense_upload),
+                    "tier": [t.name for t in self.hetero.compute].index(profile.device),
+                }
+            updates.append(
+                ClientUpdate(user, payload, result.dense, result.num_examples, result.train_loss, error, **timing)
+            )
         return updates
+
+    def _choose_actions(self, update: ItemUpdate, profile: Profile | None, plan: RoundPlan, examples: int) -> int | None:
+        """K for an adaptive codec under the configured policy (None: the codec's own setting)."""
+        if not self.codec.adaptive or self.cfg.k_policy == "fixed":
+            return None
+        rows = len(update.ids)
+
+        def bytes_at(k: int) -> int:
+            return self.codec.predicted_bytes(update, k)
+
+        def time_at(k: int) -> float:
+            if profile is None:
+                return 0.0
+            return self.hetero.seconds(profile, plan.down_bytes, examples, rows, k, bytes_at(k))
+
+        return choose_k(self.cfg, self.cfg.k_candidate_list, rows, time_at, bytes_at, self._dense_upload, plan.deadline)
 
     @staticmethod
     def _add_residual(store: UserStore, user: int, update: ItemUpdate) -> ItemUpdate:
@@ -175,6 +231,10 @@ class RoundTrainStats:
     up_numbers_sparse_ref: float
     mean_k: float | None
     recon_error: float
+    sim_round_time: float = 0.0
+    stragglers: int = 0
+    k_by_tier: dict[str, float] | None = None
+    deadline: float = float("inf")
 
     @classmethod
     def empty(cls, rejected: int = 0) -> "RoundTrainStats":
@@ -196,6 +256,11 @@ class FederatedServer:
         self.dense = self.backbone.init_dense(rng)
         self.reference_dim = make_backbone(cfg.model, cfg.reference_dim, cfg.mlp_layer_sizes).item_dim
         self.broadcaster = TableBroadcaster(cfg, num_items, self.backbone.item_dim)
+        self.hetero = Heterogeneity(cfg)
+        self.deadline = cfg.deadline_seconds if cfg.deadline_seconds > 0 else float("inf")
+
+    def round_plan(self, down_bytes: int) -> RoundPlan:
+        return RoundPlan(deadline=self.deadline, down_bytes=down_bytes)
 
     # -- what the server sends -------------------------------------------------------------------
     def global_arrays(self) -> list[np.ndarray]:
@@ -236,10 +301,16 @@ class FederatedServer:
         dense_sums = [np.zeros(w.shape, dtype=np.float64) for w in self.dense]
         accepted: list[tuple[ClientUpdate, int, int]] = []
         numbers, actions = [], []
-        for update in sorted(updates, key=lambda u: u.user):
+        deadline = self.deadline
+        on_time = [u for u in updates if not (self.cfg.stragglers == "drop" and u.sim_time > deadline)]
+        stragglers = int(sum(u.sim_time > deadline for u in updates))
+        self._next_deadline(updates)
+        for update in sorted(on_time, key=lambda u: u.user):
             try:
                 decoded = self.codec.decode(update.payload, server_round)
                 self._check_dense(update.dense)
+                if self.hetero.enabled and not 0 <= update.tier < len(self.hetero.compute):
+                    raise PayloadError(f"unknown compute tier index {update.tier}")
             except PayloadError as err:
                 log.warning("rejected the update of user %d: %s", update.user, err)
                 continue
@@ -251,8 +322,14 @@ class FederatedServer:
             accepted.append((update, wire_bytes(update.payload), len(decoded.ids)))
             numbers.append(self.codec.numbers_sent(update.payload))
             actions.append(self.codec.num_actions(update.payload))
+        round_time = float(max((u.sim_time for u in updates), default=0.0))
+        if self.cfg.stragglers == "drop":
+            round_time = min(round_time, deadline)
         if not accepted:
-            return RoundTrainStats.empty(rejected=len(updates))
+            return dataclasses.replace(
+                RoundTrainStats.empty(rejected=len(on_time)), sim_round_time=round_time, stragglers=stragglers,
+                deadline=deadline,
+            )
         touched = np.flatnonzero(row_weights > 0)
         step = self.cfg.server_lr * row_sums[touched] / row_weights[touched, None]
         self.broadcaster.apply(self.item_table, touched, step, server_round)
@@ -262,7 +339,7 @@ class FederatedServer:
         known_actions = [k for k in actions if k is not None]
         return RoundTrainStats(
             clients=len(accepted),
-            rejected=len(updates) - len(accepted),
+            rejected=len(on_time) - len(accepted),
             train_loss=float(np.mean([u.train_loss for u, _, _ in accepted])),
             up_bytes=float(np.mean([b for _, b, _ in accepted])),
             up_bytes_sparse_ref=float(np.mean(rows * (self.reference_dim * 4 + 4))),
@@ -271,7 +348,24 @@ class FederatedServer:
             up_numbers_sparse_ref=float(np.mean(rows * self.reference_dim)),
             mean_k=float(np.mean(known_actions)) if known_actions else None,
             recon_error=float(np.mean([u.recon_error for u, _, _ in accepted])),
+            sim_round_time=round_time,
+            stragglers=stragglers,
+            k_by_tier=self._k_by_tier(accepted, actions),
+            deadline=deadline,
         )
+
+    def _next_deadline(self, updates: Sequence[ClientUpdate]) -> None:
+        """Deadline of the next round: a quantile of this round's uncompressed client times."""
+        if self.hetero.enabled and self.cfg.deadline_seconds <= 0 and updates:
+            self.deadline = float(np.quantile([u.dense_time for u in updates], self.cfg.deadline_quantile))
+
+    def _k_by_tier(self, accepted: list[tuple[ClientUpdate, int, int]], actions: list[int | None]) -> dict[str, float] | None:
+        if not self.hetero.enabled or any(k is None for k in actions):
+            return None
+        by_tier: dict[str, list[int]] = {}
+        for (update, _, _), k in zip(accepted, actions):
+            by_tier.setdefault(self.hetero.compute[update.tier].name, []).append(int(k))
+        return {tier: float(np.mean(ks)) for tier, ks in sorted(by_tier.items())}
 
     def _check_dense(self, dense: Sequence[np.ndarray]) -> None:
         if len(dense) != len(self.dense) or any(

@@ -22,10 +22,10 @@ def run_inprocess(cfg: RunConfig) -> dict[str, Any]:
     held_version: int | None = None  # the table version this single "node" holds
     for server_round in range(1, cfg.num_server_rounds + 1):
         users = session.begin_round(server_round)
-        message = session.downlink(held_version)
+        message, plan = session.downlink(held_version)
         table = worker.receive(store, message.arrays, message.kind, message.version)
         held_version = message.version
-        updates = worker.fit(users, table, server_round, store)
+        updates = worker.fit(users, table, server_round, store, plan)
         session.end_training(server_round, updates)
         if session.server.is_eval_round(server_round):
             evaluation = worker.receive(store, session.server.global_arrays(), version=session.server.table_version)

@@ -55,6 +55,8 @@ class RunRecorder:
         self.started = time.monotonic()
         self.total_up_bytes = 0.0
         self.total_down_bytes = 0.0
+        self.sim_time = 0.0
+        self.total_stragglers = 0
         self.records: list[dict[str, Any]] = []
         self.primary_metric = f"hr@{cfg.topk_list[0]}"
         log.info("fedras-flwr: writing results to %s", self.out_dir)
@@ -70,6 +72,8 @@ class RunRecorder:
         self.total_up_bytes += train.up_bytes * train.clients
         self.total_down_bytes += sum(down_messages)
         down_bytes = float(np.mean(down_messages)) if down_messages else 0.0
+        self.sim_time += train.sim_round_time
+        self.total_stragglers += train.stragglers
         elapsed = time.monotonic() - self.started
         metric = evaluation.get(self.primary_metric) if evaluation else None
         log.info(
@@ -98,6 +102,11 @@ class RunRecorder:
             "mean-k": train.mean_k,
             "recon-error": train.recon_error,
             "touched-rows": train.touched_rows,
+            "sim-round-time": train.sim_round_time,
+            "sim-time": self.sim_time,
+            "stragglers": train.stragglers,
+            "deadline": train.deadline,
+            **{f"k-{tier}": k for tier, k in (train.k_by_tier or {}).items()},
             "total-up-bytes": self.total_up_bytes,
             "total-down-bytes": self.total_down_bytes,
             "wall-time": elapsed,
@@ -106,6 +115,16 @@ class RunRecorder:
         self.records.append(record)
         with open(self.rounds_file, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+    def _time_to_target(self) -> dict[str, Any]:
+        """Simulated time (and round) at the first evaluation that reached the target HR@K."""
+        target = self.cfg.target_hr_value
+        hit = next((r for r in self.records if (r.get(self.primary_metric) or 0.0) >= target), None)
+        return {
+            "target-hr": target,
+            "target-round": hit["round"] if hit else None,
+            "time-to-target": hit["sim-time"] if hit else None,
+        }
 
     def finish(self) -> dict[str, Any]:
         """Write summary.json: config, final and best metrics, totals, wall time."""
@@ -126,6 +145,9 @@ class RunRecorder:
             "final-up-reduction-sparse": final.get("up-reduction-sparse"),
             "total-up-bytes": self.total_up_bytes,
             "total-down-bytes": self.total_down_bytes,
+            "sim-time": self.sim_time,
+            "total-stragglers": self.total_stragglers,
+            **self._time_to_target(),
             "wall-time": time.monotonic() - self.started,
         }
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from fedras_flwr.codecs import wire_bytes
 from fedras_flwr.config import RunConfig
 from fedras_flwr.downlink import Broadcast
-from fedras_flwr.federation import ClientUpdate, FederatedServer, RoundTrainStats
+from fedras_flwr.federation import ClientUpdate, FederatedServer, RoundPlan, RoundTrainStats
 from fedras_flwr.results import RunRecorder
 from fedras_flwr.training import UserRanks
 
@@ -29,11 +29,12 @@ class ServerSession:
         self._down_messages = []
         return self.server.sample_users(server_round)
 
-    def downlink(self, holder_version: int | None) -> Broadcast:
-        """The training message for one node; its exact size is recorded."""
+    def downlink(self, holder_version: int | None) -> tuple[Broadcast, RoundPlan]:
+        """The training message for one node (its exact size is recorded) and the round's plan."""
         message = self.server.broadcast(holder_version)
-        self._down_messages.append(wire_bytes(message.arrays))
-        return message
+        size = wire_bytes(message.arrays)
+        self._down_messages.append(size)
+        return message, self.server.round_plan(size)
 
     def end_training(self, server_round: int, updates: Sequence[ClientUpdate]) -> RoundTrainStats:
         stats = self.server.aggregate(updates, server_round)

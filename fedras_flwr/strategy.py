@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 from flwr.common import (
     EvaluateIns,
     EvaluateRes,
@@ -62,9 +62,15 @@ class FedRASStrategy(Strategy):
         return ndarrays_to_parameters(self.session.server.global_arrays())
 
     def _properties(self, proxies: list[ClientProxy]) -> list[dict[str, Scalar]]:
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            replies = pool.map(lambda p: p.get_properties(GetPropertiesIns({}), None, 0).properties, proxies)
-            return list(replies)
+        """Ask nodes one at a time (concurrent requests from several threads were seen to stall the
+        simulation engine), each with a timeout so a silent node is an error, not a hang."""
+        properties = []
+        for proxy in proxies:
+            try:
+                properties.append(proxy.get_properties(GetPropertiesIns({}), self.node_wait_seconds, 0).properties)
+            except Exception as err:  # noqa: BLE001 - any failure here means the node cannot take part
+                raise DiscoveryError(f"SuperNode {proxy.cid} did not describe its users: {err}") from err
+        return properties
 
     def _discover(self, client_manager: ClientManager) -> tuple[int, int, str]:
         """Wait for every partition to connect and check they tile the user set exactly once."""
@@ -107,12 +113,13 @@ class FedRASStrategy(Strategy):
         serialized: dict[str, Parameters] = {}  # one serialization per kind of downlink message
         instructions = []
         for cid, users in sorted(by_node.items()):
-            message = self.session.downlink(self.node_table_version.get(cid))
+            message, plan = self.session.downlink(self.node_table_version.get(cid))
             if message.kind not in serialized:
                 serialized[message.kind] = ndarrays_to_parameters(message.arrays)
             config = {
                 "users": pack_vector(users, "<i8"), "server-round": server_round,
                 "downlink": message.kind, "table-version": message.version,
+                "deadline": plan.deadline if np.isfinite(plan.deadline) else -1.0,
             }
             instructions.append((self.proxies[cid], FitIns(serialized[message.kind], config)))
             self.node_table_version[cid] = message.version

@@ -36,6 +36,9 @@ def pack_updates(updates: Sequence[ClientUpdate]) -> tuple[list[np.ndarray], dic
         "num-examples": pack_vector([u.num_examples for u in updates], "<i8"),
         "train-loss": pack_vector([u.train_loss for u in updates], "<f8"),
         "recon-error": pack_vector([u.recon_error for u in updates], "<f8"),
+        "sim-time": pack_vector([u.sim_time for u in updates], "<f8"),
+        "dense-time": pack_vector([u.dense_time for u in updates], "<f8"),
+        "tier": pack_vector([u.tier for u in updates], "<i8"),
     }
     return arrays, metrics
 
@@ -48,8 +51,13 @@ def unpack_updates(
     examples = unpack_vector(metrics.get("num-examples"), "<i8", "num-examples")
     losses = unpack_vector(metrics.get("train-loss"), "<f8", "train-loss")
     errors = unpack_vector(metrics.get("recon-error"), "<f8", "recon-error")
-    if not len(users) == len(examples) == len(losses) == len(errors):
-        raise WireError("users, num-examples, train-loss and recon-error differ in length")
+    times = unpack_vector(metrics.get("sim-time"), "<f8", "sim-time")
+    dense_times = unpack_vector(metrics.get("dense-time"), "<f8", "dense-time")
+    tiers = unpack_vector(metrics.get("tier"), "<i8", "tier")
+    if not len(users) == len(examples) == len(losses) == len(errors) == len(times) == len(dense_times) == len(tiers):
+        raise WireError("the per-user fields differ in length")
+    if not (np.all(np.isfinite(times)) and np.all(times >= 0) and np.all(np.isfinite(dense_times)) and np.all(dense_times >= 0)):
+        raise WireError("simulated times must be finite and non-negative")
     if len(arrays) != len(users) * (arrays_per_user + num_dense):
         raise WireError(f"{len(arrays)} arrays for {len(users)} users, expected {arrays_per_user + num_dense} each")
     if len(set(users.tolist())) != len(users) or not set(users.tolist()) <= asked:
@@ -65,6 +73,9 @@ def unpack_updates(
             num_examples=int(examples[i]),
             train_loss=float(losses[i]),
             recon_error=float(errors[i]),
+            sim_time=float(times[i]),
+            dense_time=float(dense_times[i]),
+            tier=int(tiers[i]),
         )
         for i, user in enumerate(users)
     ]

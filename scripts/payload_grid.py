@@ -7,8 +7,7 @@ writes `grid.csv` (one row per run) and `grid.md` (mean +- std over seeds).
 
     python scripts/payload_grid.py --dataset ml-100k --data-dir ../shared/data/ml-100k --out grid-ml100k
 
-Runs go through the in-process loop, which produces the same metrics as the Flower app (a test checks
-it) without the per-message overhead; `--jobs` runs that many in parallel.
+Runs go through the in-process loop (fedras_flwr/experiments.py); `--jobs` runs that many in parallel.
 """
 
 from __future__ import annotations
@@ -16,22 +15,20 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import logging
-import statistics
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from fedras_flwr.codecs import ItemUpdate, make_codec, wire_bytes
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data import load_split
-from fedras_flwr.federation import FederatedServer, make_model
-from fedras_flwr.inprocess import run_inprocess
-from fedras_flwr.training import train_user
 from fedras_flwr.data.split import NegativeSampler
+from fedras_flwr.experiments import mean_std, run_many
+from fedras_flwr.federation import FederatedServer, make_model
+from fedras_flwr.inprocess import parse_overrides
+from fedras_flwr.training import train_user
 
 LEVELS = (50.0, 75.0, 87.5, 93.75, 96.88, 99.0)
 CODECS = ("fedras", "topk", "svd", "colr", "quant", "small-d")
@@ -77,40 +74,42 @@ def sample_updates(cfg: RunConfig, users: int = 300) -> list[ItemUpdate]:
     return updates
 
 
-def calibrate(base: RunConfig, codec: str, level: float, updates: list[ItemUpdate], num_items: int) -> dict[str, Any] | None:
-    """The largest knob setting whose mean upload fits the level's budget, or None if none fits."""
+def calibrate(
+    base: RunConfig, codec: str, levels: list[float], updates: list[ItemUpdate], num_items: int
+) -> dict[float, dict[str, Any] | None]:
+    """For every level, the largest knob setting whose mean upload fits the level's budget (or None).
+
+    Knob values are measured once, from the smallest upload up, until one exceeds the largest budget.
+    """
     dense_ref = num_items * make_model(base).item_dim * 4
-    budget = (1.0 - level / 100.0) * dense_ref
+    budgets = {level: (1.0 - level / 100.0) * dense_ref for level in levels}
     knob = knob_for(codec, base.embedding_dim)
-    best = None
+    measured: list[tuple[dict[str, Any], float]] = []
     for value in knob.values:
-        overrides = {"codec": knob.codec, knob.key: value}
+        overrides: dict[str, Any] = {"codec": knob.codec, knob.key: value}
         if codec == "small-d":
             overrides["reference-embedding-dim"] = base.embedding_dim
         cfg = RunConfig.from_flat({**base.to_flat(), **overrides})
-        measure: Callable[[ItemUpdate], int]
-        if codec == "small-d":
-            size = wire_bytes([np.zeros((num_items, make_model(cfg).item_dim), np.float32)])
-            measure = lambda _u, size=size: size  # noqa: E731 - dense at d' weighs the same for everyone
+        if codec == "small-d":  # dense at d' weighs the same for every client
+            mean_bytes = float(wire_bytes([np.zeros((num_items, make_model(cfg).item_dim), np.float32)]))
         else:
             encoder = make_codec(cfg, num_items, make_model(cfg).item_dim)
-            measure = lambda u, encoder=encoder: wire_bytes(encoder.encode(u, 1))  # noqa: E731
-        mean_bytes = float(np.mean([measure(u) for u in updates]))
-        if mean_bytes <= budget:
-            best = {**overrides, "calibrated-bytes": mean_bytes}
-        else:
+            mean_bytes = float(np.mean([wire_bytes(encoder.encode(u, 1)) for u in updates]))
+        measured.append((overrides, mean_bytes))
+        if mean_bytes > max(budgets.values()):
             break
-    return best
+    plan: dict[float, dict[str, Any] | None] = {}
+    for level, budget in budgets.items():
+        fitting = [(o, b) for o, b in measured if b <= budget]
+        plan[level] = {**fitting[-1][0], "calibrated-bytes": fitting[-1][1]} if fitting else None
+    return plan
 
 
-def run_one(job: dict[str, Any]) -> dict[str, Any]:
-    logging.disable(logging.INFO)
+def result_row(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     cfg = RunConfig.from_flat(job["config"])
-    summary = run_inprocess(cfg)
-    final = summary["final"]
     return {
         "codec": job["codec"], "level": job["level"], "seed": cfg.seed, "setting": job["setting"],
-        **{m: final[m] for m in METRICS},
+        **{m: summary["final"][m] for m in METRICS},
         "up-reduction-dense": summary["final-up-reduction-dense"],
         "up-reduction-sparse": summary["final-up-reduction-sparse"],
         "up-bytes": summary["total-up-bytes"] / max(1, cfg.num_server_rounds * cfg.clients_per_round),
@@ -127,11 +126,6 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
     for row in rows:
         groups.setdefault((row["codec"], row["level"]), []).append(row)
 
-    def cell(values: list[float], digits: int = 4) -> str:
-        if len(values) == 1:
-            return f"{values[0]:.{digits}f}"
-        return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
-
     lines = [
         "| level | codec | setting | seeds | HR@10 | NDCG@10 | HR@10 full | NDCG@10 full | reduction vs dense % | reduction vs sparse % |",
         "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -139,8 +133,9 @@ def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
     for (codec, level), group in sorted(groups.items(), key=lambda kv: (kv[0][1], CODECS.index(kv[0][0]) if kv[0][0] in CODECS else 99)):
         lines.append(
             f"| {level} | {codec} | {group[0]['setting']} | {len(group)} | "
-            + " | ".join(cell([g[m] for g in group]) for m in METRICS)
-            + f" | {cell([g['up-reduction-dense'] for g in group], 2)} | {cell([g['up-reduction-sparse'] for g in group], 2)} |"
+            + " | ".join(mean_std([g[m] for g in group]) for m in METRICS)
+            + f" | {mean_std([g['up-reduction-dense'] for g in group], 2)}"
+            + f" | {mean_std([g['up-reduction-sparse'] for g in group], 2)} |"
         )
     (out / "grid.md").write_text("\n".join(lines) + "\n")
 
@@ -162,8 +157,6 @@ def main() -> None:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    from fedras_flwr.inprocess import parse_overrides
-
     base = parse_overrides([
         f"dataset={args.dataset}", f"data-dir={Path(args.data_dir).resolve() if args.data_dir else ''}",
         f"num-server-rounds={args.rounds}", f"clients-per-round={args.clients_per_round}",
@@ -172,9 +165,10 @@ def main() -> None:
     split = load_split(base)
     updates = sample_updates(base)
     jobs, plan = [], {}
+    levels = [float(x) for x in args.levels.split(",")]
     for codec in args.codecs.split(","):
-        for level in (float(x) for x in args.levels.split(",")):
-            setting = calibrate(base, codec, level, updates, split.num_items)
+        settings = calibrate(base, codec, levels, updates, split.num_items)
+        for level, setting in settings.items():
             plan[f"{codec}@{level}"] = setting
             if setting is None:
                 print(f"{codec} cannot reach {level} % with any setting; skipped")
@@ -188,12 +182,12 @@ def main() -> None:
     (out / "plan.json").write_text(json.dumps(plan, indent=2))
     print(f"{len(jobs)} runs, {args.jobs} at a time; calibration in {out / 'plan.json'}")
     rows = []
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for row in pool.map(run_one, jobs):
-            rows.append(row)
-            print(f"{row['codec']:8s} {row['level']:6.2f}% seed {row['seed']}: HR@10 {row['hr@10']:.4f} "
-                  f"NDCG@10 {row['ndcg@10']:.4f} reduction {row['up-reduction-dense']:.2f}%", flush=True)
-            write_tables(rows, out)
+    for job, summary in zip(jobs, run_many([RunConfig.from_flat(j["config"]) for j in jobs], args.jobs)):
+        row = result_row(job, summary)
+        rows.append(row)
+        print(f"{row['codec']:8s} {row['level']:6.2f}% seed {row['seed']}: HR@10 {row['hr@10']:.4f} "
+              f"NDCG@10 {row['ndcg@10']:.4f} reduction {row['up-reduction-dense']:.2f}%", flush=True)
+        write_tables(rows, out)
     print(f"wrote {out / 'grid.csv'} and {out / 'grid.md'}")
 
 

@@ -55,6 +55,8 @@ class Codec(ABC):
     name: ClassVar[str]
     #: number of arrays `encode` returns (the server splits a multi-user reply with it)
     num_arrays: int
+    #: whether `encode` takes `num_actions` and `predicted_bytes` exists (the K policies then apply)
+    adaptive: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

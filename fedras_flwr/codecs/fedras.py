@@ -11,6 +11,7 @@ When a client touched at most K rows, its rows are sent exactly (float32 centroi
 
 from __future__ import annotations
 
+import math
 import struct
 from typing import Sequence
 
@@ -18,7 +19,7 @@ import numpy as np
 import zstandard
 
 from fedras_flwr.clustering import kmeans
-from fedras_flwr.codecs.base import Codec, ItemUpdate, PayloadError
+from fedras_flwr.codecs.base import Codec, ItemUpdate, PayloadError, wire_bytes
 from fedras_flwr.codecs.packing import bits_for, decode_ids, encode_ids, pack_bits, unpack_bits
 from fedras_flwr.config import RunConfig
 
@@ -27,6 +28,7 @@ _FLOATS = ("float16", "float32")
 
 class FedRASCodec(Codec):
     name = "fedras"
+    adaptive = True
 
     def __init__(self, cfg: RunConfig, num_items: int, dim: int) -> None:
         super().__init__(cfg, num_items, dim)
@@ -54,6 +56,21 @@ class FedRASCodec(Codec):
         ids = encode_ids(update.ids, self.num_items)
         arrays = [centroids, *self._index_arrays(indices, ids)]
         return arrays + [magnitudes] if self.direction else arrays
+
+    def predicted_bytes(self, update: ItemUpdate, num_actions: int) -> int:
+        """Upload size at K actions without clustering: exact, or an upper bound with entropy coding
+        (computed for the plain layout)."""
+        rows = len(update.ids)
+        exact = rows <= num_actions
+        centroids = np.empty((rows if exact else num_actions, self.dim), np.float32 if exact else self.cfg.centroid_dtype)
+        arrays = [
+            centroids,
+            np.empty(math.ceil(rows * bits_for(len(centroids)) / 8), np.uint8),
+            encode_ids(update.ids, self.num_items),
+        ]
+        if self.direction:
+            arrays.append(np.empty(rows, np.float32 if exact else np.float16))
+        return wire_bytes(arrays)
 
     def _seed(self, server_round: int) -> int:
         return (self.cfg.seed * 1_000_003 + server_round) % (1 << 31)

@@ -1,0 +1,117 @@
+"""Hydra entry point: one experiment, or many with --multirun, each through `flwr run` (the same
+ServerApp/ClientApp code paths as the README's main command, and as a deployment when
+`federation.connection` names a SuperLink).
+
+    python -m fedras_flwr.sweep codec=dense run.num-server-rounds=20
+    python -m fedras_flwr.sweep --multirun codec=fedras,dense run.seed=0,1
+
+Every job writes its results to `<hydra job dir>/run/` (absolute), its resolved run-config to
+`run_config.toml` and the Flower log to `flwr.log`. A job whose Flower run does not finish as
+`completed` raises, so Hydra reports it by its overrides and the multirun exits non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import tomli_w
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd
+from omegaconf import DictConfig, OmegaConf
+
+from fedras_flwr.config import RunConfig
+
+APP_DIR = Path(__file__).resolve().parents[1]
+log = logging.getLogger("fedras_flwr.sweep")
+
+FLOWER_ENV = {
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+}
+_PATH_KEYS = ("data-dir", "cache-dir", "interactions-file")
+
+
+class RunFailed(RuntimeError):
+    """The Flower run of a job did not complete."""
+
+
+def resolve_run_config(run: DictConfig, job_dir: Path) -> dict[str, Any]:
+    """The job's run-config: validated, with absolute paths (Flower's processes have another cwd)."""
+    values = OmegaConf.to_container(run, resolve=True)
+    assert isinstance(values, dict)
+    for key in _PATH_KEYS:
+        if values.get(key):
+            values[key] = str(Path(get_original_cwd(), str(values[key])).resolve())
+    values["out-dir"] = str(job_dir / "run")
+    RunConfig.from_flat(values)  # fail here, with the key named, rather than inside Flower
+    return values
+
+
+def _flwr(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    beside_python = Path(sys.executable).parent / "flwr"  # the venv's CLI even when the venv is not on PATH
+    binary = str(beside_python) if beside_python.exists() else "flwr"
+    return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def launch(run_config: dict[str, Any], federation: DictConfig, job_dir: Path) -> dict[str, Any]:
+    """Submit the run, wait for it, save its log, and return its summary; raise RunFailed otherwise."""
+    toml_path = job_dir / "run_config.toml"
+    toml_path.write_text(tomli_w.dumps(run_config))
+    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in FLOWER_ENV.items()}}
+    command = ["run", str(APP_DIR)]
+    if federation.connection:
+        command.append(str(federation.connection))
+    command += ["--run-config", str(toml_path), "--format", "json"]
+    if not federation.connection:
+        command += [
+            "--federation-config",
+            f"num-supernodes={federation['num-supernodes']} "
+            f"client-resources-num-cpus={federation['client-resources-num-cpus']}",
+        ]
+    submitted = _flwr(command, env, timeout=300)
+    try:
+        run_id = str(json.loads(submitted.stdout)["run-id"])
+    except (ValueError, KeyError) as err:
+        raise RunFailed(f"flwr run did not start: {submitted.stdout[-2000:]} {submitted.stderr[-2000:]}") from err
+    log.info("submitted Flower run %s; results in %s", run_id, job_dir / "run")
+    deadline = time.monotonic() + float(federation["timeout-seconds"])
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        listing = _flwr(["list", "--run-id", run_id, "--format", "json"], env, timeout=120)
+        runs = json.loads(listing.stdout).get("runs", []) if listing.stdout.strip().startswith("{") else []
+        status = runs[0] if runs else {}
+        if str(status.get("status", "")).startswith("finished"):
+            break
+        time.sleep(2)
+    (job_dir / "flwr.log").write_text(_flwr(["log", run_id, "--show"], env, timeout=300).stdout)
+    summary_file = Path(run_config["out-dir"]) / "summary.json"
+    if status.get("status") != "finished:completed" or not summary_file.is_file():
+        raise RunFailed(
+            f"Flower run {run_id} ended as {status.get('status', 'unknown (timed out)')}: "
+            f"{status.get('status-details', '')}; see {job_dir / 'flwr.log'}"
+        )
+    return json.loads(summary_file.read_text())
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base=None)
+def main(cfg: DictConfig) -> float:
+    logging.getLogger("flwr").propagate = False
+    job_dir = Path(HydraConfig.get().runtime.output_dir).resolve()
+    run_config = resolve_run_config(cfg.run, job_dir)
+    summary = launch(run_config, cfg.federation, job_dir)
+    final = summary["final"]
+    log.info("final %s", {k: round(v, 4) for k, v in final.items() if v is not None and "val-" not in k})
+    return float(final.get("hr@10", 0.0))
+
+
+if __name__ == "__main__":
+    main()
