@@ -16,7 +16,7 @@ def show_progress_logs() -> None:
     logger = logging.getLogger("fedras_flwr")
     if not logger.handlers:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)-8s: fedras %(message)s"))
+        handler.setFormatter(logging.Formatter("%(levelname)-8s: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
         logger.propagate = False

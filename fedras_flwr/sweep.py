@@ -24,6 +24,7 @@ from typing import Any
 import hydra
 import tomli_w
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 
@@ -100,6 +101,16 @@ def launch(run_config: dict[str, Any], federation: DictConfig, job_dir: Path) ->
             f"{status.get('status-details', '')}; see {job_dir / 'flwr.log'}"
         )
     return json.loads(summary_file.read_text())
+
+
+class ReportOnMultirunEnd(Callback):
+    """After a multirun whose jobs all succeeded: results.csv / results.md / plots in `<sweep dir>/report`."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from fedras_flwr.report import build_report  # matplotlib only when a report is drawn
+
+        sweep_dir = Path(config.hydra.sweep.dir).resolve()
+        log.info(build_report([str(sweep_dir)], sweep_dir / "report"))
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base=None)

@@ -1,6 +1,9 @@
 """Collect run folders into results.csv / results.md and draw the three standard plots.
 
-    python scripts/report.py multirun/20261126-101500 --out report/
+    python -m fedras_flwr.report multirun/20261126-101500 --out report/
+
+A Hydra multirun (`python -m fedras_flwr.sweep --multirun ...`) writes this report into its sweep folder
+by itself when all its jobs succeed.
 
 Any folder under the given paths that holds a `summary.json` is a run. Runs that differ only in their
 seed form one group (mean +- std over seeds); a group is labelled by the config keys that differ across
@@ -19,7 +22,7 @@ from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fedras_flwr.experiments import mean_std, read_rounds, time_to_reach  # noqa: E402
@@ -120,17 +123,12 @@ def plot(runs: list[dict[str, Any]], x_key: str, xlabel: str, path: Path, log_x:
     return True
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("paths", nargs="+", help="folders to search for run folders")
-    parser.add_argument("--out", default="report")
-    parser.add_argument("--target-hr", type=float, default=None, help="HR@10 for time-to-target (default: each run's)")
-    args = parser.parse_args()
-    out = Path(args.out)
+def build_report(paths: list[str], out: Path, target_hr: float | None = None) -> str:
+    """Write results.csv, results.md and the plots into `out`; return a one-line account."""
     out.mkdir(parents=True, exist_ok=True)
-    runs = find_runs(args.paths)
+    runs = find_runs(paths)
     varying = label_runs(runs)
-    rows = group_rows(runs, args.target_hr)
+    rows = group_rows(runs, target_hr)
     with open(out / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -147,7 +145,16 @@ def main() -> None:
         drawn.append(plot(runs, "sim-time", "simulated time (s)", out / "hr_vs_sim_time.png"))
     else:
         print("no simulated clock in these runs (hetero=none): hr_vs_sim_time.png not drawn")
-    print(f"{len(runs)} runs in {len(rows)} groups -> {out / 'results.csv'}, {out / 'results.md'}, {sum(drawn)} plots")
+    return f"{len(runs)} runs in {len(rows)} groups -> {out / 'results.csv'}, {out / 'results.md'}, {sum(drawn)} plots"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", help="folders to search for run folders")
+    parser.add_argument("--out", default="report")
+    parser.add_argument("--target-hr", type=float, default=None, help="HR@10 for time-to-target (default: each run's)")
+    args = parser.parse_args()
+    print(build_report(args.paths, Path(args.out), args.target_hr))
 
 
 if __name__ == "__main__":

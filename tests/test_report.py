@@ -1,0 +1,22 @@
+"""Reports: one row per group of seeds, mean ± std, and the three plots."""
+
+import csv
+
+from conftest import tiny_config
+from fedras_flwr.inprocess import run_inprocess
+from fedras_flwr.report import build_report
+
+
+def test_report_groups_seeds_and_draws_plots(tmp_path):
+    for codec in ("fedras", "dense"):
+        for seed in (0, 1):
+            run_inprocess(tiny_config(tmp_path, codec=codec, seed=seed, hetero="mixed", num_server_rounds=2,
+                                      out_dir=str(tmp_path / "runs" / f"{codec}-{seed}")))
+    message = build_report([str(tmp_path / "runs")], tmp_path / "report")
+    assert "4 runs in 2 groups" in message and "3 plots" in message
+    rows = list(csv.DictReader(open(tmp_path / "report" / "results.csv")))
+    assert sorted(r["group"] for r in rows) == ["codec=dense", "codec=fedras"]
+    assert all(r["seeds"] == "2" and "±" in r["final hr@10"] for r in rows)
+    for name in ("hr_vs_round.png", "hr_vs_upload.png", "hr_vs_sim_time.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 10_000
+    assert "groups differ in: codec" in (tmp_path / "report" / "results.md").read_text()
