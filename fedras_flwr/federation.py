@@ -149,19 +149,22 @@ class ClientWorker:
             error = _relative_error(update, sent)
             if self.cfg.error_feedback:
                 self._keep_residual(store, user, update, sent)
-            timing = {}
-            if profile is not None:
-                clock = self.hetero.seconds
-                rows = len(update.ids)
-                timing = {
-                    "sim_time": clock(profile, plan.down_bytes, result.num_examples, rows, k or 0, wire_bytes(payload)),
-                    "dense_time": clock(profile, plan.down_bytes, result.num_examples, rows, 0, self._dense_upload),
-                    "tier": [t.name for t in self.hetero.compute].index(profile.device),
-                }
+            timing = self._timing(profile, plan, result.num_examples, len(update.ids), payload) if profile else {}
             updates.append(
                 ClientUpdate(user, payload, result.dense, result.num_examples, result.train_loss, error, **timing)
             )
         return updates
+
+    def _timing(
+        self, profile: Profile, plan: RoundPlan, examples: int, rows: int, payload: list[np.ndarray]
+    ) -> dict[str, float | int]:
+        """Simulated seconds of this round, the same with a dense upload, and the compute tier."""
+        actions = self.codec.num_actions(payload) or 0  # clustering cost only for codecs with actions
+        return {
+            "sim_time": self.hetero.seconds(profile, plan.down_bytes, examples, rows, actions, wire_bytes(payload)),
+            "dense_time": self.hetero.seconds(profile, plan.down_bytes, examples, rows, 0, self._dense_upload),
+            "tier": [t.name for t in self.hetero.compute].index(profile.device),
+        }
 
     def _choose_actions(self, update: ItemUpdate, profile: Profile | None, plan: RoundPlan, examples: int) -> int | None:
         """K for an adaptive codec under the configured policy (None: the codec's own setting)."""
