@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--clients-per-round", type=int, default=100)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--baseline", default="colr")
+    parser.add_argument("--methods", default="", help="comma-separated subset of the method names (default: all)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], help="extra run-config overrides key=value")
     args = parser.parse_args()
@@ -54,6 +55,8 @@ def main() -> None:
         f"eval-every={args.eval_every}", *args.set,
     ])
     table = methods(base.k_candidate_list, base.num_actions, args.baseline)
+    if args.methods:
+        table = {name: table[name] for name in args.methods.split(",")}
     runs: list[tuple[str, str, RunConfig]] = []
     for scenario in args.scenarios.split(","):
         for name, overrides in table.items():
