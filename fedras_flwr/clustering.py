@@ -28,7 +28,7 @@ def kmeans_plus_plus(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndar
         total = nearest.sum()
         if total > 0:
             # the draw `rng.choice(len(x), p=nearest / total)` makes, without its costly checks of p
-            cdf = np.cumsum(nearest / total)
+            cdf = np.cumsum((nearest / total).astype(np.float64))  # choice() works in float64
             cdf /= cdf[-1]
             index = int(cdf.searchsorted(rng.random(), side="right"))
         else:
