@@ -135,7 +135,8 @@ class _NumpyMFStepper:
         logits = batch @ user
         # mean BCE with logits, computed stably: softplus(x) - y * x
         loss = float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
-        error = (1.0 / (1.0 + np.exp(-logits)) - labels) / len(items)
+        with np.errstate(over="ignore"):  # exp overflow gives sigmoid = 0 exactly, which is right
+            error = (1.0 / (1.0 + np.exp(-logits)) - labels) / len(items)
         grad_rows = np.zeros_like(rows)
         np.add.at(grad_rows, items, error[:, None] * user[None, :])
         if self.projector is not None:
