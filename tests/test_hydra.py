@@ -33,9 +33,19 @@ def test_default_composition_equals_pyproject_run_config():
 def test_every_group_option_sets_known_keys_and_validates(group, monkeypatch):
     monkeypatch.setenv("FEDRAS_DATA_DIR", "/data")
     for option in sorted((CONF / group).glob("*.yaml")):
-        assert set(yaml.safe_load(option.read_text())) <= set(flat_defaults()), option
+        values = yaml.safe_load(option.read_text())
+        assert set(values) <= set(flat_defaults()), option
         run = OmegaConf.to_container(composed(f"{group}={option.stem}").run, resolve=True)
         RunConfig.from_flat(run)
+        # the option's values win over the base config (and a command-line run.* override wins over both)
+        literal = {k: v for k, v in values.items() if not str(v).startswith("${")}
+        assert {k: run[k] for k in literal} == literal, option
+
+
+def test_command_line_overrides_win():
+    run = composed("codec=dense", "run.codec=sparse", "run.lr=0.5").run
+    assert (run.codec, run.lr) == ("sparse", 0.5)
+    assert composed("codec=topk").run.codec == "topk"
 
 
 @pytest.mark.parametrize("experiment", ["payload_grid", "hetero_scenarios"])
