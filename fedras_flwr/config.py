@@ -71,7 +71,7 @@ class RunConfig:
     seconds_per_example: float = 1e-4
     seconds_per_flop: float = 1e-9
     k_policy: str = "fixed"
-    k_candidates: str = "2,4,8,16,32,64,128,256"
+    k_candidates: str = "8,16,32,64,128,256"
     deadline_quantile: float = 0.5
     deadline_seconds: float = 0.0
     target_ratio: float = 0.01
