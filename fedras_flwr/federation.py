@@ -323,7 +323,7 @@ class FederatedServer:
             for total, weights in zip(dense_sums, update.dense):
                 total += update.num_examples * weights
             accepted.append((update, wire_bytes(update.payload), len(decoded.ids)))
-            numbers.append(self.codec.numbers_sent(update.payload))
+            numbers.append(self.codec.numbers_sent(update.payload, len(decoded.ids)))
             actions.append(self.codec.num_actions(update.payload))
         round_time = float(max((u.sim_time for u in updates), default=0.0))
         if self.cfg.stragglers == "drop":

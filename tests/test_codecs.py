@@ -136,7 +136,7 @@ def test_fedras_bytes_for_k8():
     arrays = codec.encode(random_update(count=30), 1)
     assert arrays[0].dtype == np.float16 and arrays[0].shape == (8, DIM)
     assert arrays[1].nbytes == -(-30 * 3 // 8)  # 3 bits per touched item
-    assert codec.numbers_sent(arrays) == 8 * DIM + 30
+    assert codec.numbers_sent(arrays, 30) == 8 * DIM + 30
 
 
 def test_entropy_coding_round_trip_and_gain_on_skewed_assignments():

@@ -77,8 +77,11 @@ class Codec(ABC):
         """Server side: rebuild the update; raise PayloadError on anything malformed."""
 
     @abstractmethod
-    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
-        """CoLR-style count of an upload: every float value plus one number per transmitted index."""
+    def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
+        """CoLR-style count of an upload: every float value plus one number per transmitted index.
+
+        `rows` is the number of touched rows the server decoded from `arrays` (so nothing is decoded twice).
+        """
 
     def num_actions(self, arrays: Sequence[np.ndarray]) -> int | None:
         """Number of actions (centroids) in an upload, for codecs that have them."""

@@ -33,8 +33,8 @@ class CoLRCodec(IdsAndValuesCodec):
         basis = self.basis(server_round)
         return self._expect_values(arrays[0], "float32", (count, len(basis))) @ basis
 
-    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
-        return arrays[1].size + len(arrays[1])
+    def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
+        return arrays[1].size + rows
 
 
 @lru_cache(maxsize=8)

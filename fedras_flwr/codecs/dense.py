@@ -28,5 +28,5 @@ class DenseCodec(Codec):
         ids = np.flatnonzero(np.any(table != 0, axis=1))
         return ItemUpdate(ids=ids, rows=table[ids])
 
-    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
+    def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
         return self.num_items * self.dim

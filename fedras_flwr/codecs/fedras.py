@@ -129,8 +129,6 @@ class FedRASCodec(Codec):
     def num_actions(self, arrays: Sequence[np.ndarray]) -> int | None:
         return len(arrays[0])
 
-    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
+    def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
         """K x d centroid values + one index per touched item (+ one magnitude per item)."""
-        rows = len(arrays[-1]) if self.direction else len(decode_ids(self._split_index_arrays(
-            arrays[1:3] if not self.entropy else arrays[1:2])[1], self.num_items))
         return arrays[0].size + rows * (2 if self.direction else 1)

@@ -33,6 +33,5 @@ class QuantCodec(IdsAndValuesCodec):
         params32 = params.astype(np.float32)
         return params32[:, :1] + codes.astype(np.float32) * params32[:, 1:]
 
-    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
-        count = len(arrays[1])
-        return count * self.dim + arrays[1].size + count
+    def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
+        return rows * self.dim + arrays[1].size + rows

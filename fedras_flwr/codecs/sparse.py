@@ -21,5 +21,5 @@ class SparseCodec(Codec):
         ids = self._check_ids(arrays[0])
         return ItemUpdate(ids=ids, rows=self._check_rows(arrays[1], len(ids)))
 
-    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
-        return arrays[1].size + arrays[0].size
+    def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
+        return arrays[1].size + rows

@@ -25,5 +25,5 @@ class SVDCodec(IdsAndValuesCodec):
         self._expect_values(right, "float32", (rank, self.dim))
         return scaled_left @ right
 
-    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
-        return arrays[1].size + arrays[2].size + len(arrays[1])
+    def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
+        return arrays[1].size + arrays[2].size + rows

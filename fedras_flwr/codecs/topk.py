@@ -10,7 +10,6 @@ from typing import Sequence
 import numpy as np
 
 from fedras_flwr.codecs.base import IdsAndValuesCodec, PayloadError
-from fedras_flwr.codecs.packing import decode_ids
 
 
 class TopKCodec(IdsAndValuesCodec):
@@ -33,5 +32,5 @@ class TopKCodec(IdsAndValuesCodec):
         flat[positions] = values
         return flat.reshape(count, self.dim)
 
-    def numbers_sent(self, arrays: Sequence[np.ndarray]) -> int:
-        return 2 * len(arrays[2]) + len(decode_ids(arrays[0], self.num_items))
+    def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
+        return 2 * len(arrays[2]) + rows
