@@ -1,4 +1,4 @@
-"""Upload codecs. Every module in this package that defines a `Codec` subclass is a codec."""
+"""Upload codecs. Every `Codec` subclass with a `name`, in any module of this package, is a codec."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fedras_flwr.codecs.base import IdsAndValuesCodec
+from fedras_flwr.codecs.ids_values import IdsAndValuesCodec
 
 
 class CoLRCodec(IdsAndValuesCodec):

@@ -9,7 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from fedras_flwr.codecs.base import IdsAndValuesCodec, PayloadError
+from fedras_flwr.codecs.base import PayloadError
+from fedras_flwr.codecs.ids_values import IdsAndValuesCodec
 
 
 class TopKCodec(IdsAndValuesCodec):
