@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fedras_flwr.codecs import ItemUpdate, make_codec
+from fedras_flwr.codecs import ItemUpdate, make_codec, merge_updates
 from fedras_flwr.config import RunConfig
 
 FULL, STEP, CURRENT = "full", "actions", "current"
@@ -61,12 +61,11 @@ class TableBroadcaster:
         if not self.compressed:
             table[ids] = (table[ids] + rows).astype(np.float32)
             return
-        carried = np.union1d(ids, np.flatnonzero(np.any(self._residual != 0, axis=1)))
-        wanted = self._residual[carried].copy()
-        wanted[np.searchsorted(carried, ids)] += rows.astype(np.float32)
-        self._step = self._codec.encode(ItemUpdate(carried, wanted), server_round, num_actions=self.cfg.downlink_actions)
+        pending = np.flatnonzero(np.any(self._residual != 0, axis=1))
+        wanted = merge_updates(ItemUpdate(ids, rows.astype(np.float32)), ItemUpdate(pending, self._residual[pending]))
+        self._step = self._codec.encode(wanted, server_round, num_actions=self.cfg.downlink_actions)
         sent = self._codec.decode(self._step, server_round)
-        self._residual[carried] = wanted
+        self._residual[wanted.ids] = wanted.rows
         self._residual[sent.ids] -= sent.rows
         apply_table_step(table, sent)
 

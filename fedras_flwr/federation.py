@@ -12,7 +12,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from fedras_flwr.codecs import ItemUpdate, PayloadError, make_codec, wire_bytes
+from fedras_flwr.codecs import ItemUpdate, PayloadError, make_codec, merge_updates, wire_bytes
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data.split import PURPOSE_INIT, NegativeSampler, SplitDataset, user_rng
 from fedras_flwr.downlink import FULL, Broadcast, TableBroadcaster, TableReceiver
@@ -188,11 +188,7 @@ class ClientWorker:
         ids, rows = store.get(state_key(user, "residual-ids")), store.get(state_key(user, "residual-rows"))
         if ids is None or rows is None or len(ids) == 0:
             return update
-        merged_ids = np.union1d(update.ids, ids)
-        merged = np.zeros((len(merged_ids), update.rows.shape[1]), dtype=np.float32)
-        merged[np.searchsorted(merged_ids, update.ids)] += update.rows
-        merged[np.searchsorted(merged_ids, ids)] += rows
-        return ItemUpdate(ids=merged_ids, rows=merged)
+        return merge_updates(update, ItemUpdate(ids=ids, rows=rows))
 
     @staticmethod
     def _keep_residual(store: UserStore, user: int, update: ItemUpdate, sent: ItemUpdate) -> None:

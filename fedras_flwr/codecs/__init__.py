@@ -5,7 +5,15 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from fedras_flwr.codecs.base import Codec, ItemUpdate, PayloadError, codec_registry, serialized_size, wire_bytes
+from fedras_flwr.codecs.base import (
+    Codec,
+    ItemUpdate,
+    PayloadError,
+    codec_registry,
+    merge_updates,
+    serialized_size,
+    wire_bytes,
+)
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -19,4 +27,7 @@ def make_codec(cfg: "RunConfig", num_items: int, dim: int) -> Codec:  # noqa: F8
     return codec_registry()[cfg.codec](cfg, num_items, dim)
 
 
-__all__ = ["Codec", "ItemUpdate", "PayloadError", "available_codecs", "make_codec", "serialized_size", "wire_bytes"]
+__all__ = [
+    "Codec", "ItemUpdate", "PayloadError", "available_codecs", "make_codec", "merge_updates", "serialized_size",
+    "wire_bytes",
+]

@@ -35,6 +35,15 @@ class ItemUpdate:
     rows: np.ndarray  # float32 (len(ids), dim)
 
 
+def merge_updates(first: ItemUpdate, second: ItemUpdate) -> ItemUpdate:
+    """Row-wise sum of two updates over the union of their ids (error-feedback residuals)."""
+    ids = np.union1d(first.ids, second.ids)
+    rows = np.zeros((len(ids), first.rows.shape[1]), dtype=np.float32)
+    rows[np.searchsorted(ids, first.ids)] += first.rows
+    rows[np.searchsorted(ids, second.ids)] += second.rows
+    return ItemUpdate(ids=ids, rows=rows)
+
+
 def serialized_size(array: np.ndarray) -> int:
     """Bytes of `array` as Flower ships it (`np.save`, allow_pickle=False: header + raw data)."""
     buffer = io.BytesIO()
