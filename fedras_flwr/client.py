@@ -7,7 +7,6 @@ from flwr.client import NumPyClient
 from flwr.common import ArrayRecord, Context, NDArrays, Scalar
 from flwr.app import Array
 
-from fedras_flwr.codecs import wire_bytes
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data import load_split
 from fedras_flwr.federation import ClientWorker, RoundPlan, partition_users
@@ -78,7 +77,7 @@ class FedRASClient(NumPyClient):
         users = self._asked_users(config)
         table = self.worker.receive(self.store, parameters, str(config["downlink"]), int(config["table-version"]))
         deadline = float(config["deadline"])
-        plan = RoundPlan(deadline=deadline if deadline >= 0 else float("inf"), down_bytes=wire_bytes(parameters))
+        plan = RoundPlan(deadline=deadline if deadline >= 0 else float("inf"), down_bytes=int(config["down-bytes"]))
         updates = self.worker.fit(users, table, int(config["server-round"]), self.store, plan)
         arrays, metrics = pack_updates(updates)
         return arrays, sum(u.num_examples for u in updates), metrics

@@ -120,6 +120,7 @@ class FedRASStrategy(Strategy):
                 "users": pack_vector(users, "<i8"), "server-round": server_round,
                 "downlink": message.kind, "table-version": message.version,
                 "deadline": plan.deadline if np.isfinite(plan.deadline) else -1.0,
+                "down-bytes": plan.down_bytes,
             }
             instructions.append((self.proxies[cid], FitIns(serialized[message.kind], config)))
             self.node_table_version[cid] = message.version
