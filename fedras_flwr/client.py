@@ -9,7 +9,8 @@ from flwr.app import Array
 
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data import load_split
-from fedras_flwr.federation import ClientWorker, RoundPlan, partition_users
+from fedras_flwr.checkpoint import SnapshotFolder
+from fedras_flwr.federation import ClientWorker, RoundPlan, node_snapshots, partition_users
 from fedras_flwr.wire import pack_ranks, pack_updates, pack_vector, unpack_vector
 
 STATE_KEY = "fedras-user-embeddings"
@@ -31,6 +32,9 @@ class ContextUserStore:
     def put(self, key: str, array: np.ndarray) -> None:
         self._record[key] = Array(np.ascontiguousarray(array))
 
+    def keys(self) -> list[str]:
+        return list(self._record.keys())
+
 
 _WORKERS: dict[tuple[RunConfig, str], ClientWorker] = {}
 
@@ -48,12 +52,17 @@ def cached_worker(cfg: RunConfig, node_config: dict) -> ClientWorker:
 class FedRASClient(NumPyClient):
     """Trains and evaluates the SuperNode's users the server asks for; uploads codec payloads."""
 
-    def __init__(self, worker: ClientWorker, partition_id: int, num_partitions: int, context: Context) -> None:
+    def __init__(
+        self, worker: ClientWorker, partition_id: int, num_partitions: int, context: Context, state_dir: str = ""
+    ) -> None:
+        """`state_dir`: where this node snapshots its users' state (node-config `state-dir`); empty: the
+        folder the server suggests, inside the run's out-dir (right for simulation on one machine)."""
         self.worker = worker
         self.partition_id = partition_id
         self.num_partitions = num_partitions
         self.users = partition_users(worker.split.num_users, partition_id, num_partitions)
         self.store = ContextUserStore(context)
+        self.state_dir = state_dir
 
     def get_properties(self, config: dict[str, Scalar]) -> dict[str, Scalar]:
         """What the server needs to route users: who lives here and the catalogue size."""
@@ -73,16 +82,27 @@ class FedRASClient(NumPyClient):
             raise ValueError(f"users {sorted(foreign)[:5]} are not hosted by partition {self.partition_id}")
         return users
 
+    def _snapshots(self, config: dict[str, Scalar]) -> SnapshotFolder:
+        return node_snapshots(self.state_dir or str(config["state-dir"]), self.partition_id, self.num_partitions)
+
     def fit(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[NDArrays, int, dict[str, Scalar]]:
+        """Train the asked users; on a checkpoint round the server also asks idle nodes (no users,
+        no table) so that every node snapshots its users' state as of that round."""
         users = self._asked_users(config)
-        table = self.worker.receive(self.store, parameters, str(config["downlink"]), int(config["table-version"]))
-        deadline = float(config["deadline"])
-        plan = RoundPlan(deadline=deadline if deadline >= 0 else float("inf"), down_bytes=int(config["down-bytes"]))
-        updates = self.worker.fit(users, table, int(config["server-round"]), self.store, plan)
-        arrays, metrics = pack_updates(updates)
+        self.worker.resume_once(self.store, self._snapshots(config), int(config["resume-round"]))
+        updates = []
+        if users:
+            table = self.worker.receive(self.store, parameters, str(config["downlink"]), int(config["table-version"]))
+            deadline = float(config["deadline"])
+            plan = RoundPlan(deadline=deadline if deadline >= 0 else float("inf"), down_bytes=int(config["down-bytes"]))
+            updates = self.worker.fit(users, table, int(config["server-round"]), self.store, plan)
+        if config["checkpoint"]:
+            self.worker.save_state(self.store, self._snapshots(config), int(config["server-round"]))
+        arrays, metrics = pack_updates(updates, self.worker.codec)
         return arrays, sum(u.num_examples for u in updates), metrics
 
     def evaluate(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[float, int, dict[str, Scalar]]:
+        self.worker.resume_once(self.store, self._snapshots(config), int(config["resume-round"]))
         table = self.worker.receive(self.store, parameters, version=int(config["table-version"]))
         ranks = self.worker.rank(self.users, table, self.store)
         return 0.0, len(self.users), pack_ranks(self.users, ranks)
@@ -98,4 +118,6 @@ def make_client(context: Context, cfg: RunConfig | None = None) -> FedRASClient:
         raise ValueError(
             "this SuperNode needs --node-config 'partition-id=<i> num-partitions=<n>' to know which users it hosts"
         ) from err
-    return FedRASClient(cached_worker(cfg, dict(context.node_config)), partition_id, num_partitions, context)
+    worker = cached_worker(cfg, dict(context.node_config))
+    state_dir = str(context.node_config.get("state-dir", ""))
+    return FedRASClient(worker, partition_id, num_partitions, context, state_dir)

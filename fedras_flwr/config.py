@@ -78,6 +78,14 @@ class RunConfig:
     stragglers: str = "wait"
     target_hr: float = 0.5
     target_hr_reference: float = 0.0
+    # reliability: hostile payloads, failing SuperNodes, checkpoints (README "Reliability")
+    clip_norm: float = 0.0
+    max_upload_bytes: int = 0
+    max_failure_fraction: float = 0.5
+    min_fit_clients: int = 1
+    round_timeout: float = 0.0
+    checkpoint_every: int = 10
+    resume: str = ""
     # evaluation and output
     num_eval_negatives: int = 99
     topk: str = "10"
@@ -196,6 +204,10 @@ def _validate(cfg: RunConfig) -> None:
     cfg.k_candidate_list  # noqa: B018
     if cfg.reference_embedding_dim < 0:
         raise ConfigError("reference-embedding-dim must be >= 0 (0: the model's own embedding-dim)")
+    if cfg.clip_norm < 0 or cfg.max_upload_bytes < 0 or cfg.round_timeout < 0 or cfg.checkpoint_every < 0:
+        raise ConfigError("clip-norm, max-upload-bytes, round-timeout and checkpoint-every must be >= 0 (0: off)")
+    if not 0.0 <= cfg.max_failure_fraction <= 1.0 or cfg.min_fit_clients < 1:
+        raise ConfigError("max-failure-fraction must be in [0, 1] and min-fit-clients >= 1")
     if cfg.min_user_interactions < 3:
         raise ConfigError("min-user-interactions must be >= 3 (one training, one validation and one test item)")
     cfg.topk_list  # noqa: B018 - parse to validate

@@ -69,6 +69,17 @@ class TableBroadcaster:
         self._residual[sent.ids] -= sent.rows
         apply_table_step(table, sent)
 
+    def state(self) -> dict[str, np.ndarray]:
+        """What a checkpoint needs: the version and, for the compressed downlink, the residual. The
+        last step is not kept: after a resume every node is sent the full table once."""
+        return {"version": np.array([self.version]), **({"residual": self._residual} if self.compressed else {})}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self.version = int(arrays["version"][0])
+        self._step = None
+        if self.compressed:
+            self._residual = arrays["residual"].astype(np.float32).copy()
+
     def message(self, holder_version: int | None, table: np.ndarray, dense: Sequence[np.ndarray]) -> Broadcast:
         if self.compressed and holder_version == self.version:
             return Broadcast(list(dense), CURRENT, self.version)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence
 
 import numpy as np
 
+from fedras_flwr.checkpoint import CheckpointError, SnapshotFolder
 from fedras_flwr.codecs import ItemUpdate, PayloadError, make_codec, merge_updates, wire_bytes
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data.split import PURPOSE_INIT, NegativeSampler, SplitDataset, user_rng
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 PURPOSE_SERVER_INIT = 100
 PURPOSE_SAMPLE_USERS = 101
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def make_model(cfg: RunConfig) -> Backbone:
@@ -45,6 +48,8 @@ class UserStore(Protocol):
 
     def put(self, key: str, array: np.ndarray) -> None: ...
 
+    def keys(self) -> Iterable[str]: ...
+
 
 class MemoryUserStore(dict):
     """A `UserStore` in a plain dict (in-process runs and tests)."""
@@ -55,6 +60,14 @@ class MemoryUserStore(dict):
 
 def state_key(user: int, name: str) -> str:
     return f"user/{user}/{name}"
+
+
+RESUMED_KEY = "node/resumed-from"  # the resume round whose snapshot this node has loaded
+
+
+def node_snapshots(state_dir: str | Path, partition_id: int, num_partitions: int) -> SnapshotFolder:
+    """Where one node keeps the snapshots of its users' private state (on the node itself)."""
+    return SnapshotFolder(Path(state_dir) / f"partition-{partition_id}-of-{num_partitions}")
 
 
 @dataclass(frozen=True)
@@ -199,6 +212,31 @@ class ClientWorker:
         store.put(state_key(user, "residual-ids"), update.ids[keep])
         store.put(state_key(user, "residual-rows"), residual[keep].astype(np.float32))
 
+    @staticmethod
+    def save_state(store: UserStore, snapshots: SnapshotFolder, server_round: int) -> None:
+        """Snapshot every hosted user's private state as of `server_round` (a checkpoint round)."""
+        snapshots.write(server_round, {k: store.get(k) for k in store.keys() if k.startswith("user/")}, {})
+
+    @staticmethod
+    def resume_once(store: UserStore, snapshots: SnapshotFolder, resume_round: int) -> None:
+        """In a run resumed from round r, before the node does anything: its users' state as of r.
+
+        A node without that snapshot (it was lost, or the node is new) logs it and its users restart
+        from their initial vectors; the run goes on."""
+        if resume_round <= 0:
+            return
+        marker = store.get(RESUMED_KEY)
+        if marker is not None and int(marker[0]) == resume_round:
+            return
+        try:
+            _, arrays = snapshots.read(resume_round)
+        except CheckpointError as err:
+            log.warning("%s: this node's users restart from their initial state", err)
+            arrays = {}
+        for key, array in arrays.items():
+            store.put(key, array)
+        store.put(RESUMED_KEY, np.array([resume_round], dtype=np.int64))
+
     def rank(self, users: Sequence[int], global_arrays: Sequence[np.ndarray], store: UserStore) -> list[UserRanks]:
         item_table, dense = split_global_arrays(global_arrays)
         return [
@@ -214,6 +252,19 @@ def _relative_error(update: ItemUpdate, sent: ItemUpdate) -> float:
     full[positions] = sent.rows
     norm = float(np.linalg.norm(update.rows))
     return float(np.linalg.norm(update.rows - full)) / norm if norm > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RoundFailures:
+    """SuperNodes of a round that did not deliver a usable reply (Flower failure, timeout, broken reply)."""
+
+    nodes_asked: int = 0
+    nodes_failed: int = 0
+    users_lost: int = 0  # sampled users hosted by the failed nodes
+
+    @property
+    def fraction(self) -> float:
+        return self.nodes_failed / self.nodes_asked if self.nodes_asked else 0.0
 
 
 @dataclass(frozen=True)
@@ -234,6 +285,9 @@ class RoundTrainStats:
     stragglers: int = 0
     k_by_tier: dict[str, float] | None = None
     deadline: float = float("inf")
+    failures: RoundFailures = RoundFailures()
+    skipped: str = ""  # why the round left the global model unchanged ("" when it was applied)
+    rejections: tuple[tuple[int, str], ...] = ()  # (user, reason) of every rejected upload
 
     @classmethod
     def empty(cls, rejected: int = 0) -> "RoundTrainStats":
@@ -260,6 +314,23 @@ class FederatedServer:
 
     def round_plan(self, down_bytes: int) -> RoundPlan:
         return RoundPlan(deadline=self.deadline, down_bytes=down_bytes)
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Arrays and scalars a checkpoint needs to continue this server bit for bit."""
+        arrays = {"item-table": self.item_table, **{f"dense-{i}": w for i, w in enumerate(self.dense)}}
+        arrays.update({f"downlink-{k}": v for k, v in self.broadcaster.state().items()})
+        return arrays, {"deadline": self.deadline if np.isfinite(self.deadline) else -1.0}
+
+    def load_state(self, arrays: dict[str, np.ndarray], scalars: dict[str, float]) -> None:
+        """Inverse of `state`, checked against this run's shapes."""
+        expected = {"item-table": self.item_table, **{f"dense-{i}": w for i, w in enumerate(self.dense)}}
+        for key, reference in expected.items():
+            if key not in arrays or arrays[key].shape != reference.shape:
+                raise ValueError(f"the checkpoint's {key} does not match this run's model")
+        self.item_table = arrays["item-table"].astype(np.float32).copy()
+        self.dense = [arrays[f"dense-{i}"].astype(np.float32).copy() for i in range(len(self.dense))]
+        self.broadcaster.load_state({k[len("downlink-"):]: v for k, v in arrays.items() if k.startswith("downlink-")})
+        self.deadline = scalars["deadline"] if scalars["deadline"] >= 0 else float("inf")
 
     # -- what the server sends -------------------------------------------------------------------
     def global_arrays(self) -> list[np.ndarray]:
@@ -288,52 +359,61 @@ class FederatedServer:
         return server_round % self.cfg.eval_every == 0 or server_round == self.cfg.num_server_rounds
 
     # -- aggregation -------------------------------------------------------------------------------
-    def aggregate(self, updates: Sequence[ClientUpdate], server_round: int) -> RoundTrainStats:
+    def aggregate(
+        self, updates: Sequence[ClientUpdate], server_round: int, failures: RoundFailures = RoundFailures()
+    ) -> RoundTrainStats:
         """Per-item mean over the clients that touched each item, then Q[i] += server_lr * mean_i.
 
         Updates are folded in user order, so the result does not depend on how users are spread over
-        SuperNodes or in which order replies arrive. A payload that fails to decode is rejected alone.
+        SuperNodes or in which order replies arrive. An invalid upload is rejected alone (`validate`).
+        The round is skipped, leaving the global model as it was, when more SuperNodes failed than
+        `max-failure-fraction` allows, fewer than `min-fit-clients` valid updates remain, or the step
+        would overflow the float32 table.
         """
         dim = self.backbone.item_dim
         row_sums = np.zeros((self.num_items, dim), dtype=np.float64)
         row_weights = np.zeros(self.num_items, dtype=np.float64)
         dense_sums = [np.zeros(w.shape, dtype=np.float64) for w in self.dense]
         accepted: list[tuple[ClientUpdate, int, int]] = []
-        numbers, actions = [], []
+        numbers, actions, rejections = [], [], []
         deadline = self.deadline
         on_time = [u for u in updates if not (self.cfg.stragglers == "drop" and u.sim_time > deadline)]
         stragglers = int(sum(u.sim_time > deadline for u in updates))
         self._next_deadline(updates)
         for update in sorted(on_time, key=lambda u: u.user):
             try:
-                decoded = self.codec.decode(update.payload, server_round)
-                self._check_dense(update.dense)
-                if self.hetero.enabled and not 0 <= update.tier < len(self.hetero.compute):
-                    raise PayloadError(f"unknown compute tier index {update.tier}")
+                size, decoded, dense = self.validate(update, server_round)
             except PayloadError as err:
-                log.warning("rejected the update of user %d: %s", update.user, err)
+                log.warning("round %d: rejected the upload of user %d: %s", server_round, update.user, err)
+                rejections.append((update.user, str(err)))
                 continue
             weight = float(update.num_examples) if self.cfg.aggregation_weighting == "examples" else 1.0
             row_sums[decoded.ids] += weight * decoded.rows
             row_weights[decoded.ids] += weight
-            for total, weights in zip(dense_sums, update.dense):
+            for total, weights in zip(dense_sums, dense):
                 total += update.num_examples * weights
-            accepted.append((update, wire_bytes(update.payload), len(decoded.ids)))
+            accepted.append((update, size, len(decoded.ids)))
             numbers.append(self.codec.numbers_sent(update.payload, len(decoded.ids)))
             actions.append(self.codec.num_actions(update.payload))
         round_time = float(max((u.sim_time for u in updates), default=0.0))
         if self.cfg.stragglers == "drop":
             round_time = min(round_time, deadline)
+        context = {
+            "sim_round_time": round_time, "stragglers": stragglers, "deadline": deadline, "failures": failures,
+            "rejections": tuple(rejections), "skipped": self._skip_reason(len(accepted), failures),
+        }
         if not accepted:
-            return dataclasses.replace(
-                RoundTrainStats.empty(rejected=len(on_time)), sim_round_time=round_time, stragglers=stragglers,
-                deadline=deadline,
-            )
+            return dataclasses.replace(RoundTrainStats.empty(rejected=len(on_time)), **context)
         touched = np.flatnonzero(row_weights > 0)
         step = self.cfg.server_lr * row_sums[touched] / row_weights[touched, None]
-        self.broadcaster.apply(self.item_table, touched, step, server_round)
-        examples = sum(u.num_examples for u, _, _ in accepted)
-        self.dense = [(total / examples).astype(np.float32) for total in dense_sums]
+        if not context["skipped"] and not np.all(np.abs(self.item_table[touched] + step) <= _FLOAT32_MAX):
+            context["skipped"] = "the aggregated step would overflow the float32 item table (set clip-norm)"
+        if context["skipped"]:
+            log.warning("round %d: skipped, the global model is unchanged: %s", server_round, context["skipped"])
+        else:
+            self.broadcaster.apply(self.item_table, touched, step, server_round)
+            examples = sum(u.num_examples for u, _, _ in accepted)
+            self.dense = [(total / examples).astype(np.float32) for total in dense_sums]
         rows = np.array([n for _, _, n in accepted], dtype=np.float64)
         known_actions = [k for k in actions if k is not None]
         return RoundTrainStats(
@@ -347,11 +427,51 @@ class FederatedServer:
             up_numbers_sparse_ref=float(np.mean(rows * self.reference_dim)),
             mean_k=float(np.mean(known_actions)) if known_actions else None,
             recon_error=float(np.mean([u.recon_error for u, _, _ in accepted])),
-            sim_round_time=round_time,
-            stragglers=stragglers,
             k_by_tier=self._k_by_tier(accepted, actions),
-            deadline=deadline,
+            **context,
         )
+
+    def _skip_reason(self, valid: int, failures: RoundFailures) -> str:
+        if failures.fraction > self.cfg.max_failure_fraction:
+            return (
+                f"{failures.nodes_failed} of {failures.nodes_asked} SuperNodes failed "
+                f"(max-failure-fraction {self.cfg.max_failure_fraction})"
+            )
+        if valid < self.cfg.min_fit_clients:
+            return f"{valid} valid client updates (min-fit-clients {self.cfg.min_fit_clients})"
+        return ""
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """`max-upload-bytes`, or twice the dense float32 table: more than any codec needs."""
+        return self.cfg.max_upload_bytes or 2 * wire_bytes([np.empty((self.num_items, self.backbone.item_dim), np.float32)])
+
+    def validate(self, update: ClientUpdate, server_round: int) -> tuple[int, ItemUpdate, list[np.ndarray]]:
+        """Size, decoded update and dense weights of an upload (clipped to `clip-norm` if set);
+        PayloadError on anything malformed, so a hostile client cannot crash or poison the server."""
+        arrays = [*update.payload, *update.dense]
+        if any(not isinstance(a, np.ndarray) or a.dtype.hasobject for a in arrays):
+            raise PayloadError("every upload array must be a plain numpy array")
+        size = wire_bytes(update.payload)
+        if size > self.max_upload_bytes:
+            raise PayloadError(f"upload of {size:,} B exceeds max-upload-bytes ({self.max_upload_bytes:,} B)")
+        decoded = self.codec.decode(update.payload, server_round)
+        self._check_dense(update.dense)
+        if self.hetero.enabled and not 0 <= update.tier < len(self.hetero.compute):
+            raise PayloadError(f"unknown compute tier index {update.tier}")
+        return (size, *self._clip(decoded, update.dense))
+
+    def _clip(self, decoded: ItemUpdate, dense: Sequence[np.ndarray]) -> tuple[ItemUpdate, list[np.ndarray]]:
+        """Scale the update (item rows and the change of the dense weights) to L2 norm <= clip-norm."""
+        if self.cfg.clip_norm <= 0:
+            return decoded, list(dense)
+        deltas = [w.astype(np.float64) - g for w, g in zip(dense, self.dense)]
+        norm = float(np.sqrt(np.sum(decoded.rows.astype(np.float64) ** 2) + sum(np.sum(d**2) for d in deltas)))
+        if norm <= self.cfg.clip_norm:
+            return decoded, list(dense)
+        scale = self.cfg.clip_norm / norm
+        rows = (decoded.rows.astype(np.float64) * scale).astype(np.float32)
+        return ItemUpdate(decoded.ids, rows), [(g + scale * d).astype(np.float32) for g, d in zip(self.dense, deltas)]
 
     def _next_deadline(self, updates: Sequence[ClientUpdate]) -> None:
         """Deadline of the next round: a quantile of this round's uncompressed client times."""

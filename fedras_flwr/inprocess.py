@@ -9,8 +9,8 @@ from typing import Any
 
 from fedras_flwr.config import RunConfig, flat_defaults
 from fedras_flwr.data import load_split
-from fedras_flwr.federation import ClientWorker, MemoryUserStore
-from fedras_flwr.session import ServerSession
+from fedras_flwr.federation import ClientWorker, MemoryUserStore, node_snapshots
+from fedras_flwr.session import ServerSession, find_resume_point
 
 
 def run_inprocess(cfg: RunConfig) -> dict[str, Any]:
@@ -18,14 +18,20 @@ def run_inprocess(cfg: RunConfig) -> dict[str, Any]:
     worker = ClientWorker(cfg, split)
     store = MemoryUserStore()
     all_users = list(range(split.num_users))
-    session = ServerSession(cfg, split.num_items, all_users, {"dataset": split.name, "runner": "inprocess"})
+    session = ServerSession(
+        cfg, split.num_items, all_users, {"dataset": split.name, "runner": "inprocess"}, find_resume_point(cfg)
+    )
+    snapshots = node_snapshots(session.client_state_dir, 0, 1)  # this loop is a single node
+    worker.resume_once(store, snapshots, session.start_round)
     held_version: int | None = None  # the table version this single "node" holds
-    for server_round in range(1, cfg.num_server_rounds + 1):
+    for server_round in range(session.start_round + 1, cfg.num_server_rounds + 1):
         users = session.begin_round(server_round)
         message, plan = session.downlink(held_version)
         table = worker.receive(store, message.arrays, message.kind, message.version)
         held_version = message.version
         updates = worker.fit(users, table, server_round, store, plan)
+        if session.is_checkpoint_round(server_round):
+            worker.save_state(store, snapshots, server_round)
         session.end_training(server_round, updates)
         if session.server.is_eval_round(server_round):
             evaluation = worker.receive(store, session.server.global_arrays(), version=session.server.table_version)

@@ -1,5 +1,6 @@
-"""Run outputs: `rounds.jsonl` (one line per evaluated round), `summary.json`, and a progress line
-per round in the log. Written by whoever drives the server (ServerApp or in-process loop)."""
+"""Run outputs: `rounds.jsonl` (one line per evaluated round), `summary.json`, `incidents.jsonl` (every
+rejected upload, failed SuperNode and skipped round), and a progress line per round in the log.
+Written by whoever drives the server (ServerApp or in-process loop)."""
 
 from __future__ import annotations
 
@@ -43,23 +44,59 @@ def _json_safe(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
+_TOTALS = (
+    "total-up-bytes", "total-down-bytes", "sim-time", "total-stragglers", "total-rejected",
+    "total-failed-supernodes", "total-lost-users", "skipped-rounds",
+)
+
+
 class RunRecorder:
     """Accumulates per-round figures and writes them as they come (a crash keeps earlier rounds)."""
 
-    def __init__(self, cfg: RunConfig, run_info: dict[str, Any]) -> None:
+    def __init__(
+        self, cfg: RunConfig, run_info: dict[str, Any], out_dir: Path | None = None, restored: dict[str, Any] | None = None
+    ) -> None:
+        """`restored` is a `state()` from a checkpoint: the files are rewritten to what it had recorded."""
         self.cfg = cfg
         self.run_info = run_info
-        self.out_dir = resolve_out_dir(cfg.out_dir)
+        self.out_dir = out_dir or resolve_out_dir(cfg.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.rounds_file = self.out_dir / "rounds.jsonl"
-        self.rounds_file.write_text("")
-        self.started = time.monotonic()
-        self.total_up_bytes = 0.0
-        self.total_down_bytes = 0.0
-        self.sim_time = 0.0
-        self.total_stragglers = 0
-        self.records: list[dict[str, Any]] = []
+        self.incidents_file = self.out_dir / "incidents.jsonl"
         self.primary_metric = f"hr@{cfg.topk_list[0]}"
+        state = restored or {}
+        self.records: list[dict[str, Any]] = list(state.get("records", []))
+        self.incidents: list[dict[str, Any]] = list(state.get("incidents", []))
+        self.totals: dict[str, float] = {key: 0 for key in _TOTALS} | state.get("totals", {})
+        self.started = time.monotonic() - state.get("wall-time", 0.0)
+        self.rounds_file.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        self.incidents_file.write_text("".join(json.dumps(i) + "\n" for i in self.incidents))
         log.info("fedras-flwr: writing results to %s", self.out_dir)
+
+    def state(self) -> dict[str, Any]:
+        """Everything recorded so far, JSON-able, for a checkpoint."""
+        return {
+            "records": self.records, "incidents": self.incidents, "totals": self.totals,
+            "wall-time": time.monotonic() - self.started,
+        }
+
+    def _incident(self, server_round: int, kind: str, **details: Any) -> None:
+        incident = {"round": server_round, "kind": kind, **details}
+        self.incidents.append(incident)
+        with open(self.incidents_file, "a") as handle:
+            handle.write(json.dumps(incident) + "\n")
+
+    def _record_incidents(self, server_round: int, train: RoundTrainStats) -> None:
+        for user, reason in train.rejections:
+            self._incident(server_round, "rejected-upload", user=user, reason=reason)
+        if train.failures.nodes_failed:
+            failures = train.failures
+            self._incident(
+                server_round, "failed-supernodes", failed=failures.nodes_failed, asked=failures.nodes_asked,
+                users_lost=failures.users_lost,
+            )
+        if train.skipped:
+            self._incident(server_round, "skipped-round", reason=train.skipped)
 
     def record_round(
         self,
@@ -69,18 +106,29 @@ class RunRecorder:
         up_bytes_dense_ref: int,
         evaluation: dict[str, float] | None,
     ) -> None:
-        self.total_up_bytes += train.up_bytes * train.clients
-        self.total_down_bytes += sum(down_messages)
+        totals = self.totals
+        totals["total-up-bytes"] += train.up_bytes * train.clients if not train.skipped else 0.0
+        totals["total-down-bytes"] += sum(down_messages)
+        totals["sim-time"] += train.sim_round_time
+        totals["total-stragglers"] += train.stragglers
+        totals["total-rejected"] += train.rejected
+        totals["total-failed-supernodes"] += train.failures.nodes_failed
+        totals["total-lost-users"] += train.failures.users_lost
+        totals["skipped-rounds"] += bool(train.skipped)
+        self._record_incidents(server_round, train)
         down_bytes = float(np.mean(down_messages)) if down_messages else 0.0
-        self.sim_time += train.sim_round_time
-        self.total_stragglers += train.stragglers
         elapsed = time.monotonic() - self.started
         metric = evaluation.get(self.primary_metric) if evaluation else None
+        problems = [
+            f"{train.rejected} rejected" if train.rejected else "",
+            f"{train.failures.nodes_failed} SuperNodes failed" if train.failures.nodes_failed else "",
+            "SKIPPED" if train.skipped else "",
+        ]
         log.info(
             "round %d/%d | %s %s | up %s B/client | %d clients%s | %.1f s",
             server_round, self.cfg.num_server_rounds, self.primary_metric.upper(),
             f"{metric:.4f}" if metric is not None else "-", f"{train.up_bytes:,.0f}", train.clients,
-            f" ({train.rejected} rejected)" if train.rejected else "", elapsed,
+            "".join(f" ({p})" for p in problems if p), elapsed,
         )
         if evaluation is None:
             return
@@ -90,6 +138,9 @@ class RunRecorder:
             "train-loss": train.train_loss,
             "clients": train.clients,
             "rejected-clients": train.rejected,
+            "failed-supernodes": train.failures.nodes_failed,
+            "lost-users": train.failures.users_lost,
+            "skipped": bool(train.skipped),
             "up-bytes": train.up_bytes,
             "down-bytes": down_bytes,
             "down-messages": len(down_messages),
@@ -103,12 +154,10 @@ class RunRecorder:
             "recon-error": train.recon_error,
             "touched-rows": train.touched_rows,
             "sim-round-time": train.sim_round_time,
-            "sim-time": self.sim_time,
             "stragglers": train.stragglers,
             "deadline": train.deadline,
             **{f"k-{tier}": k for tier, k in (train.k_by_tier or {}).items()},
-            "total-up-bytes": self.total_up_bytes,
-            "total-down-bytes": self.total_down_bytes,
+            **totals,
             "wall-time": elapsed,
         }
         record = {key: _json_safe(value) for key, value in record.items()}
@@ -143,10 +192,7 @@ class RunRecorder:
             "best-round": {k: next((r["round"] for r in self.records if r.get(k) == v), None) for k, v in best.items()},
             "final-up-reduction-dense": final.get("up-reduction-dense"),
             "final-up-reduction-sparse": final.get("up-reduction-sparse"),
-            "total-up-bytes": self.total_up_bytes,
-            "total-down-bytes": self.total_down_bytes,
-            "sim-time": self.sim_time,
-            "total-stragglers": self.total_stragglers,
+            **self.totals,
             **self._time_to_target(),
             "wall-time": time.monotonic() - self.started,
         }

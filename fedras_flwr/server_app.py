@@ -8,6 +8,7 @@ from flwr.common import Context
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
 
 from fedras_flwr.config import RunConfig
+from fedras_flwr.session import find_resume_point
 from fedras_flwr.strategy import FedRASStrategy
 
 
@@ -28,9 +29,12 @@ def make_server_app(cfg: RunConfig | None = None) -> ServerApp:
     def server_fn(context: Context) -> ServerAppComponents:
         show_progress_logs()
         run_cfg = cfg or RunConfig.from_flat(context.run_config)
-        return ServerAppComponents(
-            strategy=FedRASStrategy(run_cfg), config=ServerConfig(num_rounds=run_cfg.num_server_rounds)
-        )
+        resume = find_resume_point(run_cfg)
+        start = resume.round if resume else 0
+        if resume:
+            logging.getLogger("fedras_flwr").info("fedras-flwr: resuming %s at round %d", resume.path, start + 1)
+        config = ServerConfig(num_rounds=run_cfg.num_server_rounds - start, round_timeout=run_cfg.round_timeout or None)
+        return ServerAppComponents(strategy=FedRASStrategy(run_cfg, resume=resume), config=config)
 
     return ServerApp(server_fn=server_fn)
 

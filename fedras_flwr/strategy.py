@@ -2,8 +2,10 @@
 
 Users, not SuperNodes, are the federated clients: on start the strategy asks every SuperNode which
 users it hosts, then each round samples users, sends every SuperNode the ids of its sampled users,
-and hands the decoded uploads to the algorithm. A SuperNode whose reply is broken or that fails is
-logged and skipped; it never stops the run or touches the global state.
+and hands the decoded uploads to the algorithm. A SuperNode whose reply is broken, that fails or
+times out is logged and counted; it never stops the run or touches the global state (the round is
+skipped when more than `max-failure-fraction` of the asked SuperNodes fail). A resumed run continues
+at the checkpoint's round: Flower numbers the rounds of this process from 1, the strategy adds the offset.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
 from fedras_flwr.config import RunConfig
-from fedras_flwr.session import ServerSession
+from fedras_flwr.federation import RoundFailures
+from fedras_flwr.session import ResumePoint, ServerSession
 from fedras_flwr.wire import WireError, pack_vector, unpack_ranks, unpack_updates, unpack_vector
 
 log = logging.getLogger("fedras_flwr")
@@ -42,10 +45,12 @@ class DiscoveryError(RuntimeError):
 class FedRASStrategy(Strategy):
     """Samples users, routes them to their SuperNodes, aggregates compressed item-table uploads."""
 
-    def __init__(self, cfg: RunConfig, node_wait_seconds: float = 600.0) -> None:
+    def __init__(self, cfg: RunConfig, node_wait_seconds: float = 600.0, resume: ResumePoint | None = None) -> None:
         self.cfg = cfg
         self.node_wait_seconds = node_wait_seconds
+        self.resume = resume
         self.session: ServerSession | None = None
+        self._asked: dict[str, list[int]] = {}  # this round's SuperNodes and the users each was asked to train
         self.proxies: dict[str, ClientProxy] = {}
         self.users_of_node: dict[str, list[int]] = {}
         self.node_of_user: dict[int, str] = {}
@@ -56,7 +61,8 @@ class FedRASStrategy(Strategy):
         num_items, num_users, dataset = self._discover(client_manager)
         users = sorted(self.node_of_user)
         self.session = ServerSession(
-            self.cfg, num_items, users, {"dataset": dataset, "runner": "flower", "supernodes": len(self.proxies)}
+            self.cfg, num_items, users, {"dataset": dataset, "runner": "flower", "supernodes": len(self.proxies)},
+            self.resume,
         )
         log.info("fedras-flwr: %d users on %d SuperNodes, %d items", num_users, len(self.proxies), num_items)
         return ndarrays_to_parameters(self.session.server.global_arrays())
@@ -103,13 +109,24 @@ class FedRASStrategy(Strategy):
         return int(num_items), int(num_users), str(dataset)
 
     # -- training ------------------------------------------------------------------------------------
+    def _base_config(self, server_round: int) -> dict[str, Scalar]:
+        assert self.session is not None
+        return {
+            "server-round": server_round, "resume-round": self.session.start_round,
+            "state-dir": str(self.session.client_state_dir),
+        }
+
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, FitIns]]:
         assert self.session is not None
+        server_round += self.session.start_round  # Flower counts the rounds of this process only
         by_node: dict[str, list[int]] = {}
         for user in self.session.begin_round(server_round):
             by_node.setdefault(self.node_of_user[user], []).append(user)
+        self._asked = by_node
+        checkpoint = self.session.is_checkpoint_round(server_round)
+        base = {**self._base_config(server_round), "checkpoint": int(checkpoint)}
         serialized: dict[str, Parameters] = {}  # one serialization per kind of downlink message
         instructions = []
         for cid, users in sorted(by_node.items()):
@@ -117,13 +134,15 @@ class FedRASStrategy(Strategy):
             if message.kind not in serialized:
                 serialized[message.kind] = ndarrays_to_parameters(message.arrays)
             config = {
-                "users": pack_vector(users, "<i8"), "server-round": server_round,
-                "downlink": message.kind, "table-version": message.version,
-                "deadline": plan.deadline if np.isfinite(plan.deadline) else -1.0,
+                **base, "users": pack_vector(users, "<i8"), "downlink": message.kind,
+                "table-version": message.version, "deadline": plan.deadline if np.isfinite(plan.deadline) else -1.0,
                 "down-bytes": plan.down_bytes,
             }
             instructions.append((self.proxies[cid], FitIns(serialized[message.kind], config)))
             self.node_table_version[cid] = message.version
+        if checkpoint:  # idle nodes get no users and no table, only the order to snapshot their users
+            idle = {**base, "users": b""}
+            instructions += [(self.proxies[c], FitIns(ndarrays_to_parameters([]), idle)) for c in sorted(self.proxies) if c not in by_node]
         return instructions
 
     def aggregate_fit(
@@ -133,22 +152,30 @@ class FedRASStrategy(Strategy):
         failures: list[tuple[ClientProxy, FitRes] | BaseException],
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         assert self.session is not None
+        server_round += self.session.start_round
         codec = self.session.server.codec
         num_dense = len(self.session.server.dense)
-        updates = []
+        updates, delivered = [], set()
         for proxy, fit_res in results:
             try:
                 updates += unpack_updates(
-                    parameters_to_ndarrays(fit_res.parameters), fit_res.metrics, codec.num_arrays, num_dense,
-                    set(self.users_of_node.get(proxy.cid, [])),
+                    parameters_to_ndarrays(fit_res.parameters), fit_res.metrics, codec, num_dense,
+                    set(self._asked.get(proxy.cid, [])),
                 )
+                delivered.add(proxy.cid)
             except (WireError, ValueError) as err:
                 log.warning("round %d: dropped the reply of SuperNode %s: %s", server_round, proxy.cid, err)
+                self.node_table_version.pop(proxy.cid, None)
         for failure in failures:
             log.warning("round %d: a SuperNode failed during training: %s", server_round, _describe(failure))
             self._forget_table(failure)
-        stats = self.session.end_training(server_round, updates)
-        metrics = {"clients": stats.clients, "rejected": stats.rejected, "up-bytes": stats.up_bytes}
+        failed = [cid for cid in self._asked if cid not in delivered]
+        lost = RoundFailures(len(self._asked), len(failed), sum(len(self._asked[cid]) for cid in failed))
+        stats = self.session.end_training(server_round, updates, lost)
+        metrics = {
+            "clients": stats.clients, "rejected": stats.rejected, "up-bytes": stats.up_bytes,
+            "failed-supernodes": lost.nodes_failed, "skipped": int(bool(stats.skipped)),
+        }
         return ndarrays_to_parameters(self.session.server.global_arrays()), metrics
 
     # -- evaluation ----------------------------------------------------------------------------------
@@ -156,10 +183,11 @@ class FedRASStrategy(Strategy):
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
     ) -> list[tuple[ClientProxy, EvaluateIns]]:
         assert self.session is not None
+        server_round += self.session.start_round
         if not self.session.server.is_eval_round(server_round):
             return []
         version = self.session.server.table_version
-        ins = EvaluateIns(parameters, {"server-round": server_round, "table-version": version})
+        ins = EvaluateIns(parameters, {**self._base_config(server_round), "table-version": version})
         for cid in self.proxies:
             self.node_table_version[cid] = version
         return [(self.proxies[cid], ins) for cid in sorted(self.proxies)]
@@ -171,6 +199,7 @@ class FedRASStrategy(Strategy):
         failures: list[tuple[ClientProxy, EvaluateRes] | BaseException],
     ) -> tuple[float | None, dict[str, Scalar]]:
         assert self.session is not None
+        server_round += self.session.start_round
         ranks = {}
         for proxy, res in results:
             try:
@@ -195,8 +224,12 @@ class FedRASStrategy(Strategy):
         return None
 
 
-def _describe(failure: Any) -> str:
+def _describe(failure: Any, limit: int = 300) -> str:
+    """One line per failure (a client's traceback can run to pages)."""
     if isinstance(failure, BaseException):
-        return repr(failure)
-    proxy, res = failure
-    return f"SuperNode {proxy.cid}: {getattr(res, 'status', res)}"
+        text = repr(failure)
+    else:
+        proxy, res = failure
+        text = f"SuperNode {proxy.cid}: {getattr(res, 'status', res)}"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " ..."

@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from fedras_flwr.codecs import Codec
 from fedras_flwr.federation import ClientUpdate
 from fedras_flwr.training import UserRanks
 
@@ -29,9 +30,10 @@ def unpack_vector(blob: object, dtype: str, name: str) -> np.ndarray:
     return np.frombuffer(blob, dtype=dtype)
 
 
-def pack_updates(updates: Sequence[ClientUpdate]) -> tuple[list[np.ndarray], dict[str, bytes]]:
+def pack_updates(updates: Sequence[ClientUpdate], codec: Codec) -> tuple[list[np.ndarray], dict[str, bytes | str]]:
     arrays = [array for u in updates for array in (*u.payload, *u.dense)]
-    metrics = {
+    metrics: dict[str, bytes | str] = {
+        "codec": codec.tag,
         "users": pack_vector([u.user for u in updates], "<i8"),
         "num-examples": pack_vector([u.num_examples for u in updates], "<i8"),
         "train-loss": pack_vector([u.train_loss for u in updates], "<f8"),
@@ -44,9 +46,12 @@ def pack_updates(updates: Sequence[ClientUpdate]) -> tuple[list[np.ndarray], dic
 
 
 def unpack_updates(
-    arrays: Sequence[np.ndarray], metrics: Mapping[str, object], arrays_per_user: int, num_dense: int, asked: set[int]
+    arrays: Sequence[np.ndarray], metrics: Mapping[str, object], codec: Codec, num_dense: int, asked: set[int]
 ) -> list[ClientUpdate]:
     """Inverse of `pack_updates`; only users the server asked this node for are accepted."""
+    if metrics.get("codec") != codec.tag:
+        raise WireError(f"the reply is encoded with codec {metrics.get('codec')!r}, this run expects {codec.tag!r}")
+    arrays_per_user = codec.num_arrays
     users = unpack_vector(metrics.get("users"), "<i8", "users")
     examples = unpack_vector(metrics.get("num-examples"), "<i8", "num-examples")
     losses = unpack_vector(metrics.get("train-loss"), "<f8", "train-loss")

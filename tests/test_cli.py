@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,23 @@ import pytest
 
 from conftest import REPO
 
-PORT = 39391  # own ports, so a developer's running SuperLink is never touched
+def free_port_pair() -> int:
+    """A free port p with p + 2 free too (the local SuperLink's HTTP and Control APIs): parallel test
+    runs and a developer's own SuperLink are never touched."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 2))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free pair of ports on 127.0.0.1")
+
+
+PORT = free_port_pair()
 
 
 def flwr_env(home: Path) -> dict[str, str]:

@@ -97,8 +97,8 @@ def make_updates(codec, users):
 def test_updates_round_trip_over_the_wire():
     codec = make_codec(tiny_config_like(), 5, 4)
     updates = make_updates(codec, [4, 7])
-    arrays, metrics = pack_updates(updates)
-    back = unpack_updates(arrays, metrics, codec.num_arrays, 0, {4, 7})
+    arrays, metrics = pack_updates(updates, codec)
+    back = unpack_updates(arrays, metrics, codec, 0, {4, 7})
     assert [u.user for u in back] == [4, 7] and back[1].num_examples == 17
     assert all(np.array_equal(a, b) for u, v in zip(updates, back) for a, b in zip(u.payload, v.payload))
 
@@ -118,13 +118,16 @@ def tiny_config_like():
         (lambda a, m: (a, {**m, "num-examples": b"xyz"}), "byte string"),
         (lambda a, m: (a, {**m, "train-loss": np.array([0.1, np.nan]).tobytes()}), "finite"),
         (lambda a, m: (a, {k: v for k, v in m.items() if k != "users"}), "users"),
+        (lambda a, m: (a, {**m, "codec": "sparse/2"}), "this run expects 'sparse/1'"),
+        (lambda a, m: (a, {**m, "codec": "fedras/1"}), "encoded with codec 'fedras/1'"),
+        (lambda a, m: (a, {k: v for k, v in m.items() if k != "codec"}), "encoded with codec None"),
     ],
 )
 def test_broken_replies_are_refused(tamper, message):
     codec = make_codec(tiny_config_like(), 5, 4)
-    arrays, metrics = tamper(*pack_updates(make_updates(codec, [4, 7])))
+    arrays, metrics = tamper(*pack_updates(make_updates(codec, [4, 7]), codec))
     with pytest.raises(WireError, match=message):
-        unpack_updates(arrays, metrics, codec.num_arrays, 0, {4, 7})
+        unpack_updates(arrays, metrics, codec, 0, {4, 7})
 
 
 def test_ranks_round_trip_and_must_cover_the_node():

@@ -62,6 +62,8 @@ class Codec(ABC):
     """
 
     name: ClassVar[str]
+    #: wire-format version: bump it when the arrays change, so old clients are refused, not misread
+    version: ClassVar[int] = 1
     #: number of arrays `encode` returns (the server splits a multi-user reply with it)
     num_arrays: int
     #: whether `encode` takes `num_actions` and `predicted_bytes` exists (the K policies then apply)
@@ -76,6 +78,11 @@ class Codec(ABC):
         self.cfg = cfg
         self.num_items = num_items
         self.dim = dim
+
+    @property
+    def tag(self) -> str:
+        """`name/version`: every reply declares it and the server refuses any other."""
+        return f"{self.name}/{self.version}"
 
     @abstractmethod
     def encode(self, update: ItemUpdate, server_round: int) -> list[np.ndarray]:

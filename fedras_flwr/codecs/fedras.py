@@ -95,6 +95,10 @@ class FedRASCodec(Codec):
         ids = decode_ids(id_blob, self.num_items)
         if len(ids) and len(centroids) == 0:
             raise PayloadError("fedras: rows without any action")
+        if len(centroids) > min(len(ids), self.max_actions):
+            raise PayloadError(
+                f"fedras: {len(centroids)} actions for {len(ids)} rows (at most one per row and {self.max_actions})"
+            )
         assignment = unpack_bits(indices, bits_for(len(centroids)), len(ids))
         if len(ids) and assignment.max() >= len(centroids):
             raise PayloadError("fedras: an assignment points past the last action")
@@ -108,14 +112,23 @@ class FedRASCodec(Codec):
             rows = rows * magnitudes.astype(np.float32)[:, None]
         return ItemUpdate(ids=ids, rows=rows)
 
+    @property
+    def max_actions(self) -> int:
+        """The largest K any configured policy (or the downlink) may use: more is a malformed upload."""
+        return max(self.cfg.num_actions, self.cfg.downlink_actions, *self.cfg.k_candidate_list)
+
     def _split_index_arrays(self, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         if any(not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 1 for a in arrays):
             raise PayloadError("fedras: index arrays must be 1-D uint8")
         if not self.entropy:
             return arrays[0], arrays[1]
-        limit = 4 + 11 * self.num_items + self.num_items * 8
+        limit = 4 + 11 * self.num_items + self.num_items * 8  # the largest honest body for this catalogue
+        frame = arrays[0].tobytes()
         try:
-            body = zstandard.ZstdDecompressor().decompress(arrays[0].tobytes(), max_output_size=limit)
+            declared = zstandard.frame_content_size(frame)  # -1 when the frame does not say
+            if declared > limit:  # checked first: the decompressor would allocate the declared size
+                raise PayloadError(f"fedras: the zstd frame declares {declared:,} bytes, more than any id set ({limit:,})")
+            body = zstandard.ZstdDecompressor().decompress(frame, max_output_size=limit)
         except zstandard.ZstdError as err:
             raise PayloadError(f"fedras: corrupt zstd frame ({err})") from err
         if len(body) < 4:

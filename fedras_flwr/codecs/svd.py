@@ -23,7 +23,8 @@ class SVDCodec(IdsAndValuesCodec):
         rank = scaled_left.shape[1] if scaled_left.ndim == 2 and scaled_left.shape[1] <= self.dim else -1
         self._expect_values(scaled_left, "float32", (count, max(rank, 0)))
         self._expect_values(right, "float32", (rank, self.dim))
-        return scaled_left @ right
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values overflow; the caller rejects non-finite rows
+            return scaled_left @ right
 
     def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
         return arrays[1].size + arrays[2].size + rows

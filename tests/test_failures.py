@@ -1,0 +1,73 @@
+"""Devices the server does not control, through the real Flower stack: a SuperNode that raises, one
+that answers late, and one that returns garbage do not stop the run; each is counted and logged."""
+
+import json
+import logging
+import time
+
+import numpy as np
+from flwr.client import ClientApp
+from flwr.simulation import run_simulation
+
+from conftest import tiny_config
+from fedras_flwr.client import FedRASClient, cached_worker
+from fedras_flwr.server_app import make_server_app
+
+
+class CrashingClient(FedRASClient):
+    """Its device fails in every training round."""
+
+    def fit(self, parameters, config):
+        raise RuntimeError("device crashed")
+
+
+class GarbageClient(FedRASClient):
+    """Trains, then sends NaN centroids: every upload it carries must be rejected."""
+
+    def fit(self, parameters, config):
+        arrays, examples, metrics = super().fit(parameters, config)
+        return [np.full_like(a, np.nan) if a.dtype.kind == "f" else a for a in arrays], examples, metrics
+
+
+class SlowClient(FedRASClient):
+    """Answers after the round timeout in round 2 only."""
+
+    def fit(self, parameters, config):
+        if int(config["server-round"]) == 2:
+            time.sleep(30)
+        return super().fit(parameters, config)
+
+
+def faulty_client_app(cfg, kinds: dict[int, type[FedRASClient]]) -> ClientApp:
+    def client_fn(context):
+        partition, partitions = int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
+        kind = kinds.get(partition, FedRASClient)
+        return kind(cached_worker(cfg, dict(context.node_config)), partition, partitions, context).to_client()
+
+    return ClientApp(client_fn=client_fn)
+
+
+def test_crashing_late_and_garbage_supernodes_do_not_stop_the_run(tmp_path):
+    cfg = tiny_config(tmp_path, codec="fedras", num_server_rounds=3, clients_per_round=24, eval_every=1,
+                      max_failure_fraction=0.7, round_timeout=20.0)
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    run_simulation(
+        server_app=make_server_app(cfg),
+        client_app=faulty_client_app(cfg, {1: CrashingClient, 2: GarbageClient, 3: SlowClient}),
+        num_supernodes=4,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": 4}},
+    )
+    out = tmp_path / "out"
+    records = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in records] == [1, 2, 3]
+    assert [r["failed-supernodes"] for r in records] == [1, 2, 1]  # the crashing node; in round 2 the late one too
+    assert all(r["rejected-clients"] == 6 for r in records)  # the garbage node's 6 users, every round
+    assert [r["clients"] for r in records] == [12, 6, 12]  # the healthy nodes' users
+    assert not any(r["skipped"] for r in records) and all("hr@10" in r for r in records)
+    incidents = [json.loads(line) for line in (out / "incidents.jsonl").read_text().splitlines()]
+    rejected = [i for i in incidents if i["kind"] == "rejected-upload"]
+    assert len(rejected) == 18 and all("finite" in i["reason"] for i in rejected)
+    assert {i["user"] % 4 for i in rejected} == {2}  # partition 2 hosts users 2, 6, 10, ...
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["total-failed-supernodes"] == 4 and summary["total-lost-users"] == 24
+    assert summary["total-rejected"] == 18 and summary["skipped-rounds"] == 0
