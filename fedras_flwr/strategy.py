@@ -203,7 +203,8 @@ class FedRASStrategy(Strategy):
         ranks = {}
         for proxy, res in results:
             try:
-                ranks.update(unpack_ranks(res.metrics, set(self.users_of_node.get(proxy.cid, []))))
+                users = set(self.users_of_node.get(proxy.cid, []))
+                ranks.update(unpack_ranks(res.metrics, users, self.session.server.num_items))
             except WireError as err:
                 log.warning("round %d: dropped the evaluation of SuperNode %s: %s", server_round, proxy.cid, err)
         for failure in failures:

@@ -96,11 +96,12 @@ def pack_ranks(users: Sequence[int], ranks: Sequence[UserRanks]) -> dict[str, by
     return packed
 
 
-def unpack_ranks(metrics: Mapping[str, object], expected_users: set[int]) -> dict[int, UserRanks]:
+def unpack_ranks(metrics: Mapping[str, object], expected_users: set[int], num_items: int) -> dict[int, UserRanks]:
+    """Inverse of `pack_ranks`; a rank is a count of items, so it lies in [0, num_items)."""
     users = unpack_vector(metrics.get("users"), "<i8", "users")
     columns = [unpack_vector(metrics.get(field), "<i8", field) for field in _RANK_FIELDS]
     if any(len(c) != len(users) for c in columns) or set(users.tolist()) != expected_users:
         raise WireError("evaluation reply does not cover exactly the node's users")
-    if any(np.any(c < 0) for c in columns):
-        raise WireError("ranks must be non-negative")
+    if any(np.any(c < 0) or np.any(c >= num_items) for c in columns):
+        raise WireError(f"ranks must lie in [0, {num_items})")
     return {int(u): UserRanks(*(int(c[i]) for c in columns)) for i, u in enumerate(users)}

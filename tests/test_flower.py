@@ -133,6 +133,8 @@ def test_broken_replies_are_refused(tamper, message):
 def test_ranks_round_trip_and_must_cover_the_node():
     ranks = [UserRanks(1, 2, 3, 4), UserRanks(0, 0, 5, 9)]
     packed = pack_ranks([2, 5], ranks)
-    assert unpack_ranks(packed, {2, 5}) == {2: ranks[0], 5: ranks[1]}
+    assert unpack_ranks(packed, {2, 5}, 10) == {2: ranks[0], 5: ranks[1]}
     with pytest.raises(WireError):
-        unpack_ranks(packed, {2, 5, 8})
+        unpack_ranks(packed, {2, 5, 8}, 10)
+    with pytest.raises(WireError, match="ranks must lie"):
+        unpack_ranks(packed, {2, 5}, 9)
