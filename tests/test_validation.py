@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from fedras_flwr.codecs import ItemUpdate, PayloadError, available_codecs, make_codec
 from fedras_flwr.config import RunConfig
 from fedras_flwr.federation import ClientUpdate, FederatedServer, RoundFailures
+from fedras_flwr.wire import WireError, pack_updates, unpack_updates
 
 NUM_ITEMS, DIM = 40, 4
 #: every codec, plus the FedRAS layouts that change the arrays (zstd frame, direction magnitudes)
@@ -290,3 +291,37 @@ def test_fuzzed_uploads_never_crash_nor_move_the_global_state(variant):
     check()
     assert outcomes["rejected"] + outcomes["accepted"] >= 1000
     assert outcomes["rejected"] > outcomes["accepted"]  # the fuzzer mostly produces damage, not valid uploads
+
+
+@st.composite
+def broken_reply(draw, codec, users: list[int]):
+    """A SuperNode reply (arrays + metrics) for `users` with fields dropped, resized or replaced."""
+    updates = [ClientUpdate(u, codec.encode(valid_update(seed=u), 1), [], 10, 0.5, 0.0) for u in users]
+    arrays, metrics = pack_updates(updates, codec)
+    for key in draw(st.lists(st.sampled_from(sorted(metrics)), max_size=3)):
+        metrics[key] = draw(st.one_of(
+            st.binary(max_size=40), st.integers(), st.floats(), st.text(max_size=8), st.none(),
+            st.just(np.array(draw(st.lists(st.integers(-5, 12), max_size=4)), "<i8").tobytes()),
+            st.just(np.array(draw(st.lists(st.floats(allow_nan=True), max_size=4)), "<f8").tobytes()),
+        ))
+    return mutate(draw, arrays) if draw(st.booleans()) else arrays, metrics
+
+
+@settings(max_examples=1000, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_fuzzed_replies_are_refused_or_well_formed(data):
+    """A whole SuperNode reply, fuzzed: unpacking raises WireError or yields only asked users with
+    positive example counts and finite scalars (their payloads then go through `validate`)."""
+    server, cfg = make_server(codec="fedras")
+    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    arrays, metrics = data.draw(broken_reply(codec, [1, 4, 7]))
+    try:
+        updates = unpack_updates(arrays, metrics, codec, 0, {1, 4, 7})
+    except WireError:
+        return
+    assert len({u.user for u in updates}) == len(updates) and {u.user for u in updates} <= {1, 4, 7}
+    assert all(u.num_examples > 0 and math.isfinite(u.train_loss) and u.sim_time >= 0 for u in updates)
+    before = global_state(server)
+    stats = server.aggregate(updates, 1)
+    if stats.skipped:
+        assert all(np.array_equal(a, b) for a, b in zip(before, global_state(server)))
