@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
+from typing import Any
 
 from fedras_flwr.sweep import FLOWER_ENV, _flwr
 
@@ -195,6 +196,21 @@ def write_connection(flwr_home: Path, address: str, root_certificates: str, name
     return path
 
 
+def flwr_json(args: list[str], flwr_home: Path | str) -> dict[str, Any]:
+    """The JSON answer of a Flower CLI command run with `--format json`, which exits 0 even on failure:
+    look at its `success` (False with `error-message` when the SuperLink is unreachable, for instance)."""
+    done = _flwr([*args, "--format", "json"], {**os.environ, **FLOWER_ENV, "FLWR_HOME": str(flwr_home)}, timeout=60)
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        return {"success": False, "error-message": f"{done.stdout[-1000:]} {done.stderr[-1000:]}"}
+
+
+def online_nodes(flwr_home: Path | str) -> list[dict[str, Any]]:
+    """The SuperNodes the SuperLink of the default connection sees online."""
+    return [node for node in flwr_json(["supernode", "list"], flwr_home).get("nodes", []) if node["status"] == "online"]
+
+
 def register(superlink: str, root_certificates: str, keys_dir: Path, timeout: float = 60.0) -> list[str]:
     """Register every `<node>.pub` in `keys_dir` with the SuperLink; keys already known count as done.
 
@@ -206,16 +222,15 @@ def register(superlink: str, root_certificates: str, keys_dir: Path, timeout: fl
         raise RuntimeError(f"no public keys (*.pub) in {keys_dir}")
     with tempfile.TemporaryDirectory(prefix="flwr-register-") as home:
         write_connection(Path(home), superlink, root_certificates)
-        env = {**os.environ, **FLOWER_ENV, "FLWR_HOME": home}
         deadline = time.monotonic() + timeout
-        while _flwr(["supernode", "list", "--format", "json"], env, timeout=60).returncode != 0:
+        while not (answer := flwr_json(["supernode", "list"], home)).get("success"):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"SuperLink at {superlink} did not answer within {timeout:.0f} s")
+                raise RuntimeError(f"SuperLink at {superlink} did not answer within {timeout:.0f} s: {answer}")
             time.sleep(1)
         for key in keys:
-            done = _flwr(["supernode", "register", str(key), "--name", key.stem, "--format", "json"], env, timeout=60)
-            if done.returncode != 0 and "already in use" not in done.stdout + done.stderr:
-                raise RuntimeError(f"registering {key} failed: {done.stdout[-1000:]} {done.stderr[-1000:]}")
+            answer = flwr_json(["supernode", "register", str(key), "--name", key.stem], home)
+            if not answer.get("success") and "already in use" not in str(answer.get("error-message")):
+                raise RuntimeError(f"registering {key} failed: {answer}")
     return [key.stem for key in keys]
 
 

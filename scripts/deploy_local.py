@@ -30,7 +30,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from fedras_flwr.config import ConfigError
-from fedras_flwr.deploy import CA_CERT, CONNECTION, SUPERLINK, Component, components, local_layout, topology, write_connection
+from fedras_flwr.deploy import (
+    CA_CERT, CONNECTION, SUPERLINK, Component, components, local_layout, online_nodes, topology, write_connection,
+)
 from fedras_flwr.inprocess import parse_overrides
 from fedras_flwr.sweep import FLOWER_ENV, RunFailed, launch
 from make_credentials import make_credentials  # the sibling script (scripts/ is on sys.path)
@@ -108,7 +110,8 @@ class LocalDeployment:
         log.info("%s done", component.name)
 
     def up(self, timeout: float = 120.0) -> None:
-        """Credentials, then every component in order; SuperNodes only after their keys are registered."""
+        """Credentials, then every component in order (SuperNodes after their keys are registered), until
+        every SuperNode is online."""
         make_credentials(self.layout.credentials, [node.name for node in self.nodes])
         for folder in (self.logs, self.work_dir / "state"):
             folder.mkdir(parents=True, exist_ok=True)
@@ -118,10 +121,13 @@ class LocalDeployment:
                 self.run_once(component, timeout)
             else:
                 self.start(component)
-        time.sleep(1.0)
-        dead = [name for name, process in self.processes.items() if process.poll() is not None]
-        if dead:
-            raise RuntimeError(f"exited right after start: {dead}; see {self.logs}")
+        deadline = time.monotonic() + timeout  # a run would wait for missing partitions: fail here instead
+        while len(online_nodes(self.flwr_home)) < len(self.nodes):
+            dead = [name for name, process in self.processes.items() if process.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise RuntimeError(f"SuperNodes not all online (exited: {dead}); see {self.logs}")
+            time.sleep(1)
+        log.info("%d SuperNodes online", len(self.nodes))
 
     def run(self, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
         """`flwr run <app> fedras-deploy` with this run-config (results in run/ by default); summary or RunFailed."""

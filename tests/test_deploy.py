@@ -18,9 +18,8 @@ import yaml
 
 from conftest import REPO
 from fedras_flwr.deploy import (
-    CA_DIR, COMPOSE_CREDENTIALS, COMPOSE_FLEET, Component, Node, components, supernode_command, topology,
+    CA_DIR, COMPOSE_CREDENTIALS, COMPOSE_FLEET, Component, Node, components, online_nodes, supernode_command, topology,
 )
-from fedras_flwr.sweep import FLOWER_ENV, _flwr
 
 sys.path.insert(0, str(REPO / "scripts"))
 from compose_gen import render  # noqa: E402
@@ -115,10 +114,7 @@ def test_fedras_on_three_supernodes_with_tls_and_node_auth(tmp_path):
         summary = deployment.run(run_config(RUN), timeout=420)
         assert intruder.wait(timeout=60) != 0
         assert "Failed to activate SuperNode" in (deployment.logs / "intruder.log").read_text()
-        env = {**os.environ, **FLOWER_ENV, "FLWR_HOME": str(deployment.flwr_home)}
-        listing = _flwr(["supernode", "list", "--format", "json"], env, timeout=60)
-        nodes = json.loads(listing.stdout)["nodes"]
-        assert len(nodes) == NODES and all(n["status"] == "online" for n in nodes), listing.stdout
+        assert len(online_nodes(deployment.flwr_home)) == NODES
         groups = [process.pid for process in deployment.processes.values()]
     for pgid in groups:  # every process (group) the launcher started is gone
         with pytest.raises(ProcessLookupError):
