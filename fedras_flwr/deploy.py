@@ -52,12 +52,13 @@ class Node:
     uplink_kbps: int
     downlink_kbps: int
 
-    @property
-    def node_config(self) -> str:
-        """The `--node-config` value (strings quoted, as Flower parses TOML literals)."""
+    def node_config(self, state_dir: str) -> str:
+        """The `--node-config` value (strings quoted, as Flower parses TOML literals). `state-dir` is the
+        folder on the device where the ClientApp snapshots its users' private state (README "Reliability")."""
         return (
             f'partition-id={self.partition_id} num-partitions={self.num_partitions} '
-            f'device-tier="{self.device_tier}" uplink-kbps={self.uplink_kbps} downlink-kbps={self.downlink_kbps}'
+            f'device-tier="{self.device_tier}" uplink-kbps={self.uplink_kbps} downlink-kbps={self.downlink_kbps} '
+            f'state-dir="{state_dir}"'
         )
 
 
@@ -79,15 +80,20 @@ class Layout:
     node_addresses: dict[str, tuple[str, int]]  # SuperNode name -> its Runtime API, dialled by its SuperExec
     credentials: PurePath
     database: str
+    node_state: PurePath  # each node's users' snapshots go to <node_state>/<node name>, on the node
 
     def credential(self, component: str, file: str) -> str:
         return str(self.credentials / component / file)
+
+    def state_dir(self, node: Node) -> str:
+        return str(self.node_state / node.name)
 
 
 COMPOSE_PORT, COMPOSE_NODE_PORT = 8000, 9094
 COMPOSE_FLEET = f"${{FEDRAS_SUPERLINK:-{SUPERLINK}:{COMPOSE_PORT}}}"  # an edge device sets FEDRAS_SUPERLINK=host:8000
 COMPOSE_CREDENTIALS = PurePosixPath("/app/credentials")
 COMPOSE_DATABASE = "/app/state/state.db"
+COMPOSE_NODE_STATE = PurePosixPath("/app/node-state")
 
 
 def compose_layout(nodes: list[Node]) -> Layout:
@@ -100,6 +106,7 @@ def compose_layout(nodes: list[Node]) -> Layout:
         node_addresses={node.name: (node.name, COMPOSE_NODE_PORT) for node in nodes},
         credentials=COMPOSE_CREDENTIALS,
         database=COMPOSE_DATABASE,
+        node_state=COMPOSE_NODE_STATE,
     )
 
 
@@ -114,6 +121,7 @@ def local_layout(nodes: list[Node], work_dir: Path, superlink_port: int, node_po
         node_addresses={node.name: ("127.0.0.1", port) for node, port in zip(nodes, node_ports, strict=True)},
         credentials=work_dir / "credentials",
         database=str(work_dir / "state" / "state.db"),
+        node_state=work_dir / "node-state",
     )
 
 
@@ -152,7 +160,7 @@ def supernode_command(layout: Layout, node: Node) -> tuple[str, ...]:
         "--ssl-ca-certfile", cred(node.name, CA_CERT),
         "--ssl-certfile", cred(node.name, TLS_CERT),
         "--ssl-keyfile", cred(node.name, TLS_KEY),
-        "--node-config", node.node_config,
+        "--node-config", node.node_config(layout.state_dir(node)),
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from fedras_flwr.deploy import (
-    AUTHORIZED, CA_CERT, COMPOSE_CREDENTIALS, COMPOSE_DATABASE, COMPOSE_PORT, SUPERLINK, Component, components,
+    AUTHORIZED, CA_CERT, COMPOSE_CREDENTIALS, COMPOSE_DATABASE, COMPOSE_NODE_STATE, COMPOSE_PORT, SUPERLINK, Component, components,
     compose_layout, topology,
 )
 from fedras_flwr.sweep import FLOWER_ENV
@@ -60,8 +60,10 @@ def service(component: Component) -> dict[str, Any]:
     elif component.name == component.node.name:  # a SuperNode: only after its key is registered
         volumes = [_mount(component.node.name)]
         spec["depends_on"] = {"register": {"condition": "service_completed_successfully"}}
-    else:  # a ClientApp's SuperExec
-        volumes, spec["depends_on"] = [_mount(component.node.name, CA_CERT), f"./data:{DATA}:ro"], [component.node.name]
+    else:  # a ClientApp's SuperExec: it runs the ClientApp, which snapshots the node's users into state-dir
+        state = f"{component.node.name}-state:{COMPOSE_NODE_STATE / component.node.name}"
+        volumes = [_mount(component.node.name, CA_CERT), f"./data:{DATA}:ro", state]
+        spec["depends_on"] = [component.node.name]
     spec["volumes"] = volumes
     spec["restart"] = "no" if component.one_shot else "unless-stopped"
     return spec
@@ -79,7 +81,8 @@ def render(num_nodes: int) -> str:
         "# Then:  docker compose up --build -d ; run the app from the host (README \"Deployment\").\n"
         "# Edge device i: FEDRAS_SUPERLINK=<server>:8000 docker compose up -d --no-deps supernode-i superexec-clientapp-i\n"
     )
-    body = yaml.dump({"services": services, "volumes": {STATE_VOLUME: {}}}, Dumper=_Dumper, sort_keys=False, width=1000)
+    volumes = {STATE_VOLUME: {}, **{f"{node.name}-state": {} for node in nodes}}
+    body = yaml.dump({"services": services, "volumes": volumes}, Dumper=_Dumper, sort_keys=False, width=1000)
     return header + body
 
 

@@ -31,7 +31,7 @@ RUN = [
     "num-server-rounds=2", "synthetic-users=60", "synthetic-items=200", "synthetic-mean-interactions=20",
     "clients-per-round=9", "eval-every=2", "codec=fedras", "hetero=mixed",
 ]
-LAYOUT_FLAGS = {"--host", "--port", "--superlink", "--runtime-api-address", "--database"}  # values differ by design
+LAYOUT_FLAGS = {"--host", "--port", "--superlink", "--runtime-api-address", "--database", "--node-config"}  # differ by design
 
 
 def compose_services() -> dict[str, dict]:
@@ -68,7 +68,10 @@ def test_compose_services_run_what_the_local_launcher_runs(tmp_path):
             if flag not in LAYOUT_FLAGS:
                 assert value == expected, (name, flag)
     for node in topology(NODES):  # per-node config and heterogeneity profile
-        assert options(services[node.name]["command"])["--node-config"] == node.node_config
+        assert options(services[node.name]["command"])["--node-config"] == node.node_config(f"/app/node-state/{node.name}")
+        assert options(launched[node.name])["--node-config"] == node.node_config(local.layout.state_dir(node))
+        state_volume = f"{node.name}-state:/app/node-state/{node.name}"
+        assert state_volume in services[f"superexec-clientapp-{node.partition_id + 1}"]["volumes"]
         assert options(services[node.name]["command"])["--superlink"] == COMPOSE_FLEET
 
 
