@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
-from fedras_flwr.sweep import FLOWER_ENV, _flwr
+from fedras_flwr.sweep import FLOWER_ENV, flwr_cli
 
 # Credential files: one folder per component under the credentials root (scripts/make_credentials.py).
 CA_DIR = "ca"  # the CA's own key: stays with the operator, never mounted
@@ -207,7 +207,7 @@ def write_connection(flwr_home: Path, address: str, root_certificates: str, name
 def flwr_json(args: list[str], flwr_home: Path | str) -> dict[str, Any]:
     """The JSON answer of a Flower CLI command run with `--format json`, which exits 0 even on failure:
     look at its `success` (False with `error-message` when the SuperLink is unreachable, for instance)."""
-    done = _flwr([*args, "--format", "json"], {**os.environ, **FLOWER_ENV, "FLWR_HOME": str(flwr_home)}, timeout=60)
+    done = flwr_cli([*args, "--format", "json"], {**os.environ, **FLOWER_ENV, "FLWR_HOME": str(flwr_home)}, timeout=60)
     try:
         return json.loads(done.stdout)
     except ValueError:

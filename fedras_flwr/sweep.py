@@ -57,7 +57,8 @@ def resolve_run_config(run: DictConfig, job_dir: Path) -> dict[str, Any]:
     return values
 
 
-def _flwr(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+def flwr_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    """The Flower CLI with `args` (captured output); shared by the sweep and the deployment tools."""
     beside_python = Path(sys.executable).parent / "flwr"  # the venv's CLI even when the venv is not on PATH
     binary = str(beside_python) if beside_python.exists() else "flwr"
     return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=timeout)
@@ -78,7 +79,7 @@ def launch(run_config: dict[str, Any], federation: DictConfig, job_dir: Path) ->
             f"num-supernodes={federation['num-supernodes']} "
             f"client-resources-num-cpus={federation['client-resources-num-cpus']}",
         ]
-    submitted = _flwr(command, env, timeout=300)
+    submitted = flwr_cli(command, env, timeout=300)
     try:
         run_id = str(json.loads(submitted.stdout)["run-id"])
     except (ValueError, KeyError) as err:
@@ -87,13 +88,13 @@ def launch(run_config: dict[str, Any], federation: DictConfig, job_dir: Path) ->
     deadline = time.monotonic() + float(federation["timeout-seconds"])
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        listing = _flwr(["list", "--run-id", run_id, "--format", "json"], env, timeout=120)
+        listing = flwr_cli(["list", "--run-id", run_id, "--format", "json"], env, timeout=120)
         runs = json.loads(listing.stdout).get("runs", []) if listing.stdout.strip().startswith("{") else []
         status = runs[0] if runs else {}
         if str(status.get("status", "")).startswith("finished"):
             break
-        time.sleep(2)
-    (job_dir / "flwr.log").write_text(_flwr(["log", run_id, "--show"], env, timeout=300).stdout)
+        time.sleep(5)  # each `flwr list` costs ~1.5 s of CPU, which a 2-core machine's run needs more
+    (job_dir / "flwr.log").write_text(flwr_cli(["log", run_id, "--show"], env, timeout=300).stdout)
     summary_file = Path(run_config["out-dir"]) / "summary.json"
     if status.get("status") != "finished:completed" or not summary_file.is_file():
         raise RunFailed(
