@@ -21,6 +21,7 @@ from fedras_flwr.config import RunConfig
 
 FULL, STEP, CURRENT = "full", "actions", "current"
 TABLE_KEY, VERSION_KEY = "node/table", "node/table-version"
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 class StaleTableError(RuntimeError):
@@ -53,21 +54,27 @@ class TableBroadcaster:
         self._step: list[np.ndarray] | None = None
         if self.compressed:
             self._codec = _step_codec(cfg, num_items, dim)
+            self._wide_codec = _step_codec(cfg.replace(centroid_dtype="float32"), num_items, dim)
             self._residual = np.zeros((num_items, dim), dtype=np.float32)
 
     def apply(self, table: np.ndarray, ids: np.ndarray, rows: np.ndarray, server_round: int) -> None:
-        """Q[ids] += rows, through the action codec when the downlink is compressed."""
-        self.version += 1
+        """Q[ids] += rows, through the action codec when the downlink is compressed. All or nothing:
+        if the step cannot be encoded (PayloadError) neither the table nor this object changes."""
         if not self.compressed:
             table[ids] = (table[ids] + rows).astype(np.float32)
+            self.version += 1
             return
         pending = np.flatnonzero(np.any(self._residual != 0, axis=1))
         wanted = merge_updates(ItemUpdate(ids, rows.astype(np.float32)), ItemUpdate(pending, self._residual[pending]))
-        self._step = self._codec.encode(wanted, server_round, num_actions=self.cfg.downlink_actions)
-        sent = self._codec.decode(self._step, server_round)
+        # centroids are means of rows: float16 holds them unless a row leaves its range
+        codec = self._codec if np.all(np.abs(wanted.rows) < _FLOAT16_MAX) else self._wide_codec
+        step = codec.encode(wanted, server_round, num_actions=self.cfg.downlink_actions)
+        sent = codec.decode(step, server_round)
+        self._step = step
         self._residual[wanted.ids] = wanted.rows
         self._residual[sent.ids] -= sent.rows
         apply_table_step(table, sent)
+        self.version += 1
 
     def state(self) -> dict[str, np.ndarray]:
         """What a checkpoint needs: the version and, for the compressed downlink, the residual. The

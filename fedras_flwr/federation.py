@@ -367,25 +367,28 @@ class FederatedServer:
         Updates are folded in user order, so the result does not depend on how users are spread over
         SuperNodes or in which order replies arrive. An invalid upload is rejected alone (`validate`).
         The round is skipped, leaving the global model as it was, when more SuperNodes failed than
-        `max-failure-fraction` allows, fewer than `min-fit-clients` valid updates remain, or the step
-        would overflow the float32 table.
+        `max-failure-fraction` allows, fewer than `min-fit-clients` valid updates remain, or the
+        compressed downlink cannot encode the step. (The mean step cannot overflow the table: each
+        accepted update alone does not, and a mean never exceeds its largest term.)
         """
         dim = self.backbone.item_dim
         row_sums = np.zeros((self.num_items, dim), dtype=np.float64)
         row_weights = np.zeros(self.num_items, dtype=np.float64)
         dense_sums = [np.zeros(w.shape, dtype=np.float64) for w in self.dense]
-        accepted: list[tuple[ClientUpdate, int, int]] = []
-        numbers, actions, rejections = [], [], []
-        deadline = self.deadline
-        on_time = [u for u in updates if not (self.cfg.stragglers == "drop" and u.sim_time > deadline)]
-        stragglers = int(sum(u.sim_time > deadline for u in updates))
-        self._next_deadline(updates)
-        for update in sorted(on_time, key=lambda u: u.user):
+        valid, rejections = [], []
+        for update in sorted(updates, key=lambda u: u.user):
             try:
-                size, decoded, dense = self.validate(update, server_round)
+                valid.append((update, *self.validate(update, server_round)))
             except PayloadError as err:
                 log.warning("round %d: rejected the upload of user %d: %s", server_round, update.user, err)
                 rejections.append((update.user, str(err)))
+        deadline = self.deadline
+        self._next_deadline([update for update, *_ in valid])  # a rejected upload must not move the deadline
+        stragglers = int(sum(update.sim_time > deadline for update, *_ in valid))
+        accepted: list[tuple[ClientUpdate, int, int]] = []
+        numbers, actions = [], []
+        for update, size, decoded, dense in valid:
+            if self.cfg.stragglers == "drop" and update.sim_time > deadline:
                 continue
             weight = float(update.num_examples) if self.cfg.aggregation_weighting == "examples" else 1.0
             row_sums[decoded.ids] += weight * decoded.rows
@@ -395,7 +398,7 @@ class FederatedServer:
             accepted.append((update, size, len(decoded.ids)))
             numbers.append(self.codec.numbers_sent(update.payload, len(decoded.ids)))
             actions.append(self.codec.num_actions(update.payload))
-        round_time = float(max((u.sim_time for u in updates), default=0.0))
+        round_time = float(max((update.sim_time for update, *_ in valid), default=0.0))
         if self.cfg.stragglers == "drop":
             round_time = min(round_time, deadline)
         context = {
@@ -403,22 +406,23 @@ class FederatedServer:
             "rejections": tuple(rejections), "skipped": self._skip_reason(len(accepted), failures),
         }
         if not accepted:
-            return dataclasses.replace(RoundTrainStats.empty(rejected=len(on_time)), **context)
+            return dataclasses.replace(RoundTrainStats.empty(rejected=len(rejections)), **context)
         touched = np.flatnonzero(row_weights > 0)
         step = self.cfg.server_lr * row_sums[touched] / row_weights[touched, None]
-        if not context["skipped"] and not np.all(np.abs(self.item_table[touched] + step) <= _FLOAT32_MAX):
-            context["skipped"] = "the aggregated step would overflow the float32 item table (set clip-norm)"
+        if not context["skipped"]:
+            try:
+                self.broadcaster.apply(self.item_table, touched, step, server_round)
+                examples = sum(u.num_examples for u, _, _ in accepted)
+                self.dense = [(total / examples).astype(np.float32) for total in dense_sums]
+            except PayloadError as err:  # the downlink could not encode this step: nothing was applied
+                context["skipped"] = f"the downlink step could not be encoded ({err})"
         if context["skipped"]:
             log.warning("round %d: skipped, the global model is unchanged: %s", server_round, context["skipped"])
-        else:
-            self.broadcaster.apply(self.item_table, touched, step, server_round)
-            examples = sum(u.num_examples for u, _, _ in accepted)
-            self.dense = [(total / examples).astype(np.float32) for total in dense_sums]
         rows = np.array([n for _, _, n in accepted], dtype=np.float64)
         known_actions = [k for k in actions if k is not None]
         return RoundTrainStats(
             clients=len(accepted),
-            rejected=len(on_time) - len(accepted),
+            rejected=len(rejections),
             train_loss=float(np.mean([u.train_loss for u, _, _ in accepted])),
             up_bytes=float(np.mean([b for _, b, _ in accepted])),
             up_bytes_sparse_ref=float(np.mean(rows * (self.reference_dim * 4 + 4))),
@@ -455,11 +459,27 @@ class FederatedServer:
         size = wire_bytes(update.payload)
         if size > self.max_upload_bytes:
             raise PayloadError(f"upload of {size:,} B exceeds max-upload-bytes ({self.max_upload_bytes:,} B)")
-        decoded = self.codec.decode(update.payload, server_round)
+        decoded = self._check_decoded(self.codec.decode(update.payload, server_round))
         self._check_dense(update.dense)
         if self.hetero.enabled and not 0 <= update.tier < len(self.hetero.compute):
             raise PayloadError(f"unknown compute tier index {update.tier}")
-        return (size, *self._clip(decoded, update.dense))
+        decoded, dense = self._clip(decoded, update.dense)
+        with np.errstate(over="ignore", invalid="ignore"):
+            stepped = self.item_table[decoded.ids] + self.cfg.server_lr * decoded.rows.astype(np.float64)
+        if not np.all(np.abs(stepped) <= _FLOAT32_MAX):
+            raise PayloadError("the update alone would overflow the float32 item table (set clip-norm)")
+        return size, decoded, dense
+
+    def _check_decoded(self, decoded: ItemUpdate) -> ItemUpdate:
+        """Whatever the codec: ids sorted, unique and in the catalogue; one finite float32 row per id."""
+        ids, rows = decoded.ids, decoded.rows
+        if ids.ndim != 1 or ids.dtype.kind not in "iu" or np.any(np.diff(ids) <= 0) or (
+            len(ids) and (ids[0] < 0 or ids[-1] >= self.num_items)
+        ):
+            raise PayloadError(f"decoded item ids must be sorted, unique and in [0, {self.num_items})")
+        if rows.shape != (len(ids), self.backbone.item_dim) or not np.all(np.isfinite(rows)):
+            raise PayloadError(f"decoded rows must be finite with shape ({len(ids)}, {self.backbone.item_dim})")
+        return ItemUpdate(ids.astype(np.int64, copy=False), rows.astype(np.float32, copy=False))
 
     def _clip(self, decoded: ItemUpdate, dense: Sequence[np.ndarray]) -> tuple[ItemUpdate, list[np.ndarray]]:
         """Scale the update (item rows and the change of the dense weights) to L2 norm <= clip-norm."""

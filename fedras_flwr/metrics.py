@@ -14,13 +14,13 @@ import numpy as np
 
 def hit_ratio(ranks: np.ndarray, k: int) -> float:
     ranks = np.asarray(ranks)
-    return float(np.mean(ranks < k)) if len(ranks) else 0.0
+    return float(np.mean(ranks < k)) if len(ranks) else float("nan")  # nobody evaluated: unknown, not 0
 
 
 def ndcg(ranks: np.ndarray, k: int) -> float:
     ranks = np.asarray(ranks, dtype=np.float64)
     if not len(ranks):
-        return 0.0
+        return float("nan")
     gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
     return float(np.mean(gains))
 

@@ -33,7 +33,7 @@ from flwr.server.strategy import Strategy
 from fedras_flwr.config import RunConfig
 from fedras_flwr.federation import RoundFailures
 from fedras_flwr.session import ResumePoint, ServerSession
-from fedras_flwr.wire import WireError, pack_vector, unpack_ranks, unpack_updates, unpack_vector
+from fedras_flwr.wire import pack_vector, unpack_ranks, unpack_updates, unpack_vector
 
 log = logging.getLogger("fedras_flwr")
 
@@ -155,22 +155,24 @@ class FedRASStrategy(Strategy):
         server_round += self.session.start_round
         codec = self.session.server.codec
         num_dense = len(self.session.server.dense)
-        updates, delivered = [], set()
+        updates, delivered = [], {}
         for proxy, fit_res in results:
             try:
-                updates += unpack_updates(
-                    parameters_to_ndarrays(fit_res.parameters), fit_res.metrics, codec, num_dense,
-                    set(self._asked.get(proxy.cid, [])),
-                )
-                delivered.add(proxy.cid)
-            except (WireError, ValueError) as err:
-                log.warning("round %d: dropped the reply of SuperNode %s: %s", server_round, proxy.cid, err)
+                # the bytes are the client's: a broken .npy (empty, zip, huge shape) raises anything
+                arrays = parameters_to_ndarrays(fit_res.parameters)
+                node_updates = unpack_updates(arrays, fit_res.metrics, codec, num_dense, set(self._asked.get(proxy.cid, [])))
+            except Exception as err:  # noqa: BLE001 - one node's reply must never stop the server
+                log.warning("round %d: dropped the reply of SuperNode %s: %s", server_round, proxy.cid, _describe(err))
                 self.node_table_version.pop(proxy.cid, None)
+                continue
+            updates += node_updates
+            delivered[proxy.cid] = len(node_updates)
         for failure in failures:
             log.warning("round %d: a SuperNode failed during training: %s", server_round, _describe(failure))
             self._forget_table(failure)
-        failed = [cid for cid in self._asked if cid not in delivered]
-        lost = RoundFailures(len(self._asked), len(failed), sum(len(self._asked[cid]) for cid in failed))
+        asked = {cid: len(users) for cid, users in self._asked.items()}
+        failed = [cid for cid in asked if not delivered.get(cid)]  # no reply, a broken one, or none of its users
+        lost = RoundFailures(len(asked), len(failed), sum(n - delivered.get(cid, 0) for cid, n in asked.items()))
         stats = self.session.end_training(server_round, updates, lost)
         metrics = {
             "clients": stats.clients, "rejected": stats.rejected, "up-bytes": stats.up_bytes,
@@ -205,7 +207,7 @@ class FedRASStrategy(Strategy):
             try:
                 users = set(self.users_of_node.get(proxy.cid, []))
                 ranks.update(unpack_ranks(res.metrics, users, self.session.server.num_items))
-            except WireError as err:
+            except Exception as err:  # noqa: BLE001 - one node's reply must never stop the server
                 log.warning("round %d: dropped the evaluation of SuperNode %s: %s", server_round, proxy.cid, err)
         for failure in failures:
             log.warning("round %d: a SuperNode failed during evaluation: %s", server_round, _describe(failure))

@@ -1,17 +1,26 @@
 """Devices the server does not control, through the real Flower stack: a SuperNode that raises, one
 that answers late, and one that returns garbage do not stop the run; each is counted and logged."""
 
+import io
 import json
 import logging
 import time
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from flwr.client import ClientApp
+from flwr.common import Code, FitRes, Parameters, Status
 from flwr.simulation import run_simulation
 
 from conftest import tiny_config
 from fedras_flwr.client import FedRASClient, cached_worker
+from fedras_flwr.codecs import ItemUpdate
+from fedras_flwr.federation import ClientUpdate
 from fedras_flwr.server_app import make_server_app
+from fedras_flwr.session import ServerSession
+from fedras_flwr.strategy import FedRASStrategy
+from fedras_flwr.wire import pack_updates
 
 
 class CrashingClient(FedRASClient):
@@ -71,3 +80,33 @@ def test_crashing_late_and_garbage_supernodes_do_not_stop_the_run(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["total-failed-supernodes"] == 4 and summary["total-lost-users"] == 24
     assert summary["total-rejected"] == 18 and summary["skipped-rounds"] == 0
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+HUGE_HEADER = npy_bytes(np.zeros(1, np.float32)).replace(b"(1,)", b"(4611686018427387904,)")
+BROKEN_TENSORS = {"empty": b"", "zip": b"PK\x03\x04 not an npy", "huge shape": HUGE_HEADER, "pickle": b"\x80\x04N."}
+
+
+@pytest.mark.parametrize("tensor", list(BROKEN_TENSORS.values()), ids=list(BROKEN_TENSORS))
+def test_undecodable_reply_bytes_count_the_node_as_failed(tmp_path, tensor):
+    """The arrays of a reply are the client's bytes: whatever they hold, that node fails alone."""
+    cfg = tiny_config(tmp_path, codec="sparse", eval_every=2)  # round 1 is recorded when training ends
+    strategy = FedRASStrategy(cfg)
+    strategy.session = ServerSession(cfg, 200, range(24), {})
+    strategy._asked = {"good": [1, 3], "bad": [2]}
+    codec = strategy.session.server.codec
+    update = ClientUpdate(1, codec.encode(ItemUpdate(np.array([5]), np.ones((1, 8), np.float32)), 1), [], 10, 0.5, 0.0)
+    arrays, metrics = pack_updates([update], codec)
+    good = FitRes(Status(Code.OK, ""), Parameters([npy_bytes(a) for a in arrays], "numpy.ndarray"), 10, metrics)
+    bad = FitRes(Status(Code.OK, ""), Parameters([tensor], "numpy.ndarray"), 10, metrics | {"users": np.array([2]).tobytes()})
+    before = strategy.session.server.item_table.copy()
+    _, result = strategy.aggregate_fit(1, [(SimpleNamespace(cid="good"), good), (SimpleNamespace(cid="bad"), bad)], [])
+    assert result["failed-supernodes"] == 1 and result["clients"] == 1 and not result["skipped"]
+    assert not np.array_equal(strategy.session.server.item_table[5], before[5])  # the good node's update landed
+    lost = strategy.session.recorder.incidents[-1]
+    assert lost["kind"] == "failed-supernodes" and lost["users_lost"] == 2  # user 3 never came back, user 2 broken

@@ -1,6 +1,7 @@
 """Hostile uploads: the server rejects every malformed payload alone, with a reason, and its global
 state never moves because of one. Known classes of bad input first, then property-based fuzzing."""
 
+import dataclasses
 import math
 import warnings
 
@@ -167,14 +168,52 @@ def test_clip_norm_bounds_each_update():
     assert np.linalg.norm(server.item_table[4].astype(np.float64) - start[4]) == pytest.approx(1.0, rel=1e-5)
 
 
-def test_a_step_that_would_overflow_the_table_skips_the_round():
+def test_an_update_that_would_overflow_the_table_is_rejected_alone():
     server, cfg = make_server(codec="sparse")
     codec = make_codec(cfg, NUM_ITEMS, DIM)
-    huge = ItemUpdate(np.array([4]), np.full((1, DIM), 3e38, np.float32))
     server.item_table[4] = 3e38
-    before = global_state(server)
-    stats = server.aggregate([upload(codec.encode(huge, 1))], 1)
-    assert "overflow" in stats.skipped and all(np.array_equal(a, b) for a, b in zip(before, global_state(server)))
+    huge = upload(codec.encode(ItemUpdate(np.array([4]), np.full((1, DIM), 3e38, np.float32)), 1), user=1)
+    fine = upload(codec.encode(ItemUpdate(np.array([5]), np.ones((1, DIM), np.float32)), 1), user=2)
+    stats = server.aggregate([huge, fine], 1)
+    assert stats.clients == 1 and "overflow" in stats.rejections[0][1] and not stats.skipped
+    assert np.all(np.isfinite(server.item_table)) and server.item_table[4, 0] == np.float32(3e38)
+
+
+def test_huge_varint_gaps_are_rejected_not_wrapped():
+    """Gaps near 2**63 would overflow the cumulative sum into negative, unsorted ids."""
+    from fedras_flwr.codecs.packing import _varints
+
+    server, payload = fedras_payload()
+    ids = np.frombuffer(bytes([1]) + _varints(np.array([5, 2**63 - 2, 2**63 - 2])), np.uint8).copy()
+    assert_rejected_without_effect(server, upload(replace(payload, 2, ids)), "beyond the catalogue")
+
+
+def test_direction_rows_that_overflow_float32_are_rejected():
+    server, cfg = make_server(codec="fedras", cluster_on="direction", centroid_dtype="float32")
+    payload = make_codec(cfg, NUM_ITEMS, DIM).encode(valid_update(), 1)
+    centroids = np.full_like(payload[0], 3e38)
+    magnitudes = np.full_like(payload[-1], 65504)
+    assert_rejected_without_effect(server, upload([centroids, *payload[1:-1], magnitudes]), "finite")
+
+
+def test_a_rejected_upload_does_not_move_the_deadline():
+    server, cfg = make_server(codec="sparse", hetero="mixed", k_policy="deadline", stragglers="drop")
+    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    bad = dataclasses.replace(upload([np.array([99], np.int32), np.ones((1, DIM), np.float32)], tier=0), dense_time=1e-9)
+    server.aggregate([bad], 1)
+    assert server.deadline == float("inf")
+    good = dataclasses.replace(upload(codec.encode(valid_update(), 1), tier=0), dense_time=5.0)
+    server.aggregate([bad, good], 2)
+    assert server.deadline == 5.0
+
+
+def test_the_actions_downlink_carries_steps_beyond_float16():
+    server, cfg = make_server(codec="sparse", downlink="actions")
+    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    big = ItemUpdate(np.array([3, 4]), np.full((2, DIM), 7e4, np.float32))  # > float16 max, a legal update
+    stats = server.aggregate([upload(codec.encode(big, 1))], 1)
+    assert not stats.skipped and server.table_version == 1 and np.all(np.isfinite(server.item_table))
+    assert server.broadcast(0).arrays[0].dtype == np.float32  # this step's centroids went as float32
 
 
 @pytest.mark.parametrize(

@@ -89,7 +89,10 @@ def decode_ids(blob: np.ndarray, num_items: int) -> np.ndarray:
     if mode == _DELTAS:
         if len(body) > 10 * num_items:
             raise PayloadError("id list is longer than any id set of this catalogue")
-        ids = np.cumsum(np.asarray(_read_varints(body.tobytes()), dtype=np.int64) + 1) - 1
+        gaps = np.asarray(_read_varints(body.tobytes()), dtype=np.int64)
+        if np.any(gaps >= num_items):  # checked before the sum, which huge gaps would overflow
+            raise PayloadError("id list names items beyond the catalogue")
+        ids = np.cumsum(gaps + 1) - 1
         if len(ids) and (ids[-1] >= num_items or np.any(np.diff(ids) <= 0) or ids[0] < 0):
             raise PayloadError("id list names items beyond the catalogue")
         return ids
