@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ def write_snapshot(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, An
     full_meta = {**meta, "format": FORMAT_VERSION, "sha256": _digest(arrays)}
     encoded = np.frombuffer(json.dumps(full_meta).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique even within one process
     try:
         with open(temporary, "wb") as handle:
             np.savez(handle, **{_META_KEY: encoded}, **arrays)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from flwr.client import NumPyClient
 from flwr.common import ArrayRecord, Context, NDArrays, Scalar
@@ -14,6 +16,7 @@ from fedras_flwr.federation import ClientWorker, RoundPlan, node_snapshots, part
 from fedras_flwr.wire import pack_ranks, pack_updates, pack_vector, unpack_vector
 
 STATE_KEY = "fedras-user-embeddings"
+log = logging.getLogger("fedras_flwr")
 
 
 class ContextUserStore:
@@ -82,30 +85,46 @@ class FedRASClient(NumPyClient):
             raise ValueError(f"users {sorted(foreign)[:5]} are not hosted by partition {self.partition_id}")
         return users
 
-    def _snapshots(self, config: dict[str, Scalar]) -> SnapshotFolder:
-        return node_snapshots(self.state_dir or str(config["state-dir"]), self.partition_id, self.num_partitions)
+    def _snapshots(self, config: dict[str, Scalar], where: str) -> SnapshotFolder:
+        """This node's snapshot folder for the run: node-config `state-dir` if set, else the folder the
+        server names (`where`: "state-dir" to write, "resume-state-dir" to read)."""
+        state_dir = self.state_dir or str(config[where])
+        return node_snapshots(state_dir, str(config["run-key"]), self.partition_id, self.num_partitions)
+
+    def _resume(self, config: dict[str, Scalar]) -> None:
+        self.worker.resume_once(self.store, self._snapshots(config, "resume-state-dir"), int(config["resume-round"]))
+
+    def _snapshot(self, config: dict[str, Scalar]) -> dict[str, Scalar]:
+        """On the server's order, snapshot this node's state; the reply says whether it was written."""
+        if not config["checkpoint"]:
+            return {}
+        try:
+            self.worker.save_state(self.store, self._snapshots(config, "state-dir"), int(config["server-round"]))
+        except OSError as err:  # a full or read-only disk must not cost the round's updates
+            log.error("partition %d: could not write its state snapshot: %s", self.partition_id, err)
+            return {"snapshot": 0}
+        return {"snapshot": 1}
 
     def fit(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[NDArrays, int, dict[str, Scalar]]:
-        """Train the asked users; on a checkpoint round the server also asks idle nodes (no users,
-        no table) so that every node snapshots its users' state as of that round."""
+        """Train the asked users; on a checkpoint round without evaluation the server also asks idle
+        nodes (no users, no table) so that every node snapshots its state as of that round."""
         users = self._asked_users(config)
-        self.worker.resume_once(self.store, self._snapshots(config), int(config["resume-round"]))
+        self._resume(config)
         updates = []
         if users:
             table = self.worker.receive(self.store, parameters, str(config["downlink"]), int(config["table-version"]))
             deadline = float(config["deadline"])
             plan = RoundPlan(deadline=deadline if deadline >= 0 else float("inf"), down_bytes=int(config["down-bytes"]))
             updates = self.worker.fit(users, table, int(config["server-round"]), self.store, plan)
-        if config["checkpoint"]:
-            self.worker.save_state(self.store, self._snapshots(config), int(config["server-round"]))
+        snapshot = self._snapshot(config)
         arrays, metrics = pack_updates(updates, self.worker.codec)
-        return arrays, sum(u.num_examples for u in updates), metrics
+        return arrays, sum(u.num_examples for u in updates), {**metrics, **snapshot}
 
     def evaluate(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[float, int, dict[str, Scalar]]:
-        self.worker.resume_once(self.store, self._snapshots(config), int(config["resume-round"]))
+        self._resume(config)
         table = self.worker.receive(self.store, parameters, version=int(config["table-version"]))
         ranks = self.worker.rank(self.users, table, self.store)
-        return 0.0, len(self.users), pack_ranks(self.users, ranks)
+        return 0.0, len(self.users), {**pack_ranks(self.users, ranks), **self._snapshot(config)}
 
 
 def make_client(context: Context, cfg: RunConfig | None = None) -> FedRASClient:

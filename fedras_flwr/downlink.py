@@ -77,15 +77,19 @@ class TableBroadcaster:
         self.version += 1
 
     def state(self) -> dict[str, np.ndarray]:
-        """What a checkpoint needs: the version and, for the compressed downlink, the residual. The
-        last step is not kept: after a resume every node is sent the full table once."""
-        return {"version": np.array([self.version]), **({"residual": self._residual} if self.compressed else {})}
+        """What a checkpoint needs: the version and, for the compressed downlink, the residual and the
+        last step (a node that holds the previous table still gets just the step after a resume)."""
+        if not self.compressed:
+            return {"version": np.array([self.version])}
+        steps = {f"step-{i}": array for i, array in enumerate(self._step or [])}
+        return {"version": np.array([self.version]), "residual": self._residual, **steps}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.version = int(arrays["version"][0])
-        self._step = None
         if self.compressed:
             self._residual = arrays["residual"].astype(np.float32).copy()
+            steps = sorted((k for k in arrays if k.startswith("step-")), key=lambda k: int(k.split("-")[1]))
+            self._step = [arrays[k] for k in steps] or None
 
     def message(self, holder_version: int | None, table: np.ndarray, dense: Sequence[np.ndarray]) -> Broadcast:
         if self.compressed and holder_version == self.version:

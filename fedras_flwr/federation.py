@@ -65,9 +65,9 @@ def state_key(user: int, name: str) -> str:
 RESUMED_KEY = "node/resumed-from"  # the resume round whose snapshot this node has loaded
 
 
-def node_snapshots(state_dir: str | Path, partition_id: int, num_partitions: int) -> SnapshotFolder:
-    """Where one node keeps the snapshots of its users' private state (on the node itself)."""
-    return SnapshotFolder(Path(state_dir) / f"partition-{partition_id}-of-{num_partitions}")
+def node_snapshots(state_dir: str | Path, run_key: str, partition_id: int, num_partitions: int) -> SnapshotFolder:
+    """Where one node keeps the snapshots of its state for one run (on the node itself)."""
+    return SnapshotFolder(Path(state_dir) / run_key / f"partition-{partition_id}-of-{num_partitions}")
 
 
 @dataclass(frozen=True)
@@ -214,8 +214,10 @@ class ClientWorker:
 
     @staticmethod
     def save_state(store: UserStore, snapshots: SnapshotFolder, server_round: int) -> None:
-        """Snapshot every hosted user's private state as of `server_round` (a checkpoint round)."""
-        snapshots.write(server_round, {k: store.get(k) for k in store.keys() if k.startswith("user/")}, {})
+        """Snapshot the node's state at the end of `server_round` (a checkpoint round): its users'
+        private state and the item table it holds (the compressed downlink builds on it)."""
+        kept = {k: store.get(k) for k in store.keys() if k.startswith(("user/", "node/")) and k != RESUMED_KEY}
+        snapshots.write(server_round, kept, {})
 
     @staticmethod
     def resume_once(store: UserStore, snapshots: SnapshotFolder, resume_round: int) -> None:

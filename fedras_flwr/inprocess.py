@@ -21,22 +21,24 @@ def run_inprocess(cfg: RunConfig) -> dict[str, Any]:
     session = ServerSession(
         cfg, split.num_items, all_users, {"dataset": split.name, "runner": "inprocess"}, find_resume_point(cfg)
     )
-    snapshots = node_snapshots(session.client_state_dir, 0, 1)  # this loop is a single node
-    worker.resume_once(store, snapshots, session.start_round)
-    held_version: int | None = None  # the table version this single "node" holds
+    node = session.node_instructions()  # this loop is a single node, partition 0 of 1
+    snapshots = node_snapshots(node["state-dir"], node["run-key"], 0, 1)
+    worker.resume_once(store, node_snapshots(node["resume-state-dir"], node["run-key"], 0, 1), session.start_round)
     for server_round in range(session.start_round + 1, cfg.num_server_rounds + 1):
         users = session.begin_round(server_round)
-        message, plan = session.downlink(held_version)
+        message, plan = session.downlink(0)
         table = worker.receive(store, message.arrays, message.kind, message.version)
-        held_version = message.version
         updates = worker.fit(users, table, server_round, store, plan)
-        if session.is_checkpoint_round(server_round):
+        if session.snapshot_in_fit(server_round):
             worker.save_state(store, snapshots, server_round)
         session.end_training(server_round, updates)
         if session.server.is_eval_round(server_round):
-            evaluation = worker.receive(store, session.server.global_arrays(), version=session.server.table_version)
-            held_version = session.server.table_version
-            session.end_evaluation(server_round, worker.rank(all_users, evaluation, store))
+            version = session.evaluation_downlink([0])
+            evaluation = worker.receive(store, session.server.global_arrays(), version=version)
+            ranks = worker.rank(all_users, evaluation, store)
+            if session.snapshot_in_evaluation(server_round):
+                worker.save_state(store, snapshots, server_round)
+            session.end_evaluation(server_round, ranks)
     assert session.summary is not None
     return session.summary
 

@@ -3,6 +3,9 @@ in-process loop (sample -> aggregate -> evaluate -> record -> checkpoint), and r
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,12 +20,21 @@ from fedras_flwr.federation import ClientUpdate, FederatedServer, RoundFailures,
 from fedras_flwr.results import RunRecorder
 from fedras_flwr.training import UserRanks
 
+log = logging.getLogger(__name__)
+
 CHECKPOINTS = "checkpoints"  # server snapshots, inside the run's out-dir
 CLIENT_STATE = "client-state"  # default home of the nodes' snapshots, inside the run's out-dir
 #: keys that may differ between a checkpointed run and the run that resumes it
 RESUMABLE_CHANGES = frozenset(
     {"num-server-rounds", "out-dir", "resume", "checkpoint-every", "round-timeout", "data-dir", "cache-dir"}
 )
+
+
+def run_key(cfg: RunConfig) -> str:
+    """Names one run and its resumptions (the config except what a resume may change). Nodes keep their
+    snapshots under it, so runs that share a node's state-dir never read each other's users."""
+    kept = {k: v for k, v in sorted(cfg.to_flat().items()) if k not in RESUMABLE_CHANGES}
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,8 @@ def find_resume_point(cfg: RunConfig) -> ResumePoint | None:
             raise CheckpointError(f"resume: {target} holds no checkpoints (looked in {folder.folder})")
         target = folder.path(rounds[-1])
     meta, arrays = read_snapshot(target)
+    if "config" not in meta or "server" not in meta:
+        raise CheckpointError(f"resume: {target} is not a server checkpoint (a node's snapshot?)")
     point = ResumePoint(target, meta, arrays)
     saved, now = meta["config"], cfg.to_flat()
     changed = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
@@ -83,14 +97,23 @@ class ServerSession:
         self.server = FederatedServer(cfg, num_items, users)
         info = {"num-users": len(users), "num-items": num_items, **run_info}
         self.start_round = 0
+        self.node_versions: dict[int, int] = {}  # table version each node (by partition id) holds
+        self.resume_state_dir: Path | None = None  # where nodes find the snapshots of the resumed round
         if resume is None:
             self.recorder = RunRecorder(cfg, info)
         else:
             self._check_population(resume, num_items, len(users))
             self.server.load_state(resume.arrays, resume.meta["server"])
+            self.node_versions = {int(node): version for node, version in resume.meta["node-versions"].items()}
             out_dir = Path(cfg.out_dir).expanduser().resolve() if cfg.out_dir else resume.run_dir
             self.recorder = RunRecorder(cfg, info | {"resumed-from": str(resume.path)}, out_dir, resume.meta["recorder"])
             self.start_round = resume.round
+            self.resume_state_dir = resume.run_dir / CLIENT_STATE
+            if resume.meta["missing-snapshots"]:
+                log.warning(
+                    "resume: nodes %s did not confirm their round-%d snapshot; their users may restart from scratch",
+                    resume.meta["missing-snapshots"], resume.round,
+                )
         self.checkpoints = SnapshotFolder(self.recorder.out_dir / CHECKPOINTS)
         self.client_state_dir = self.recorder.out_dir / CLIENT_STATE
         self._pending: RoundTrainStats | None = None
@@ -107,50 +130,87 @@ class ServerSession:
         every = self.cfg.checkpoint_every
         return every > 0 and (server_round % every == 0 or server_round == self.cfg.num_server_rounds)
 
+    def snapshot_in_fit(self, server_round: int) -> bool:
+        """Nodes snapshot their state as it is at the end of a checkpoint round: after training, or
+        after evaluation when the round has one (evaluation hands every node the new table)."""
+        return self.is_checkpoint_round(server_round) and not self.server.is_eval_round(server_round)
+
+    def snapshot_in_evaluation(self, server_round: int) -> bool:
+        return self.is_checkpoint_round(server_round) and self.server.is_eval_round(server_round)
+
+    def node_instructions(self) -> dict[str, str | int]:
+        """What every node message carries besides the round: where to write and read snapshots."""
+        return {
+            "run-key": run_key(self.cfg), "state-dir": str(self.client_state_dir),
+            "resume-round": self.start_round, "resume-state-dir": str(self.resume_state_dir or self.client_state_dir),
+        }
+
     def begin_round(self, server_round: int) -> list[int]:
         """Users to train this round."""
         self._down_messages = []
         return self.server.sample_users(server_round)
 
-    def downlink(self, holder_version: int | None) -> tuple[Broadcast, RoundPlan]:
+    def downlink(self, node: int) -> tuple[Broadcast, RoundPlan]:
         """The training message for one node (its exact size is recorded) and the round's plan."""
-        message = self.server.broadcast(holder_version)
+        message = self.server.broadcast(self.node_versions.get(node))
+        self.node_versions[node] = message.version
         size = wire_bytes(message.arrays)
         self._down_messages.append(size)
         return message, self.server.round_plan(size)
 
+    def evaluation_downlink(self, nodes: Sequence[int]) -> int:
+        """Evaluation sends every node the full current table: the version they then hold."""
+        self.node_versions.update({node: self.server.table_version for node in nodes})
+        return self.server.table_version
+
+    def forget_node(self, node: int | None) -> None:
+        """A node that failed may not hold what it was sent: it gets the full table next (None: all nodes)."""
+        if node is None:
+            self.node_versions.clear()
+        else:
+            self.node_versions.pop(node, None)
+
     def end_training(
-        self, server_round: int, updates: Sequence[ClientUpdate], failures: RoundFailures = RoundFailures()
+        self,
+        server_round: int,
+        updates: Sequence[ClientUpdate],
+        failures: RoundFailures = RoundFailures(),
+        missing_snapshots: Sequence[int] = (),
     ) -> RoundTrainStats:
+        """`missing_snapshots`: nodes asked to snapshot this round that did not confirm it."""
         stats = self.server.aggregate(updates, server_round, failures)
         self._pending = stats
         if not self.server.is_eval_round(server_round):
-            self._end_round(server_round, None)
+            self._end_round(server_round, None, missing_snapshots)
         return stats
 
-    def end_evaluation(self, server_round: int, ranks: Sequence[UserRanks]) -> dict[str, float]:
+    def end_evaluation(
+        self, server_round: int, ranks: Sequence[UserRanks], missing_snapshots: Sequence[int] = ()
+    ) -> dict[str, float]:
         report = self.server.evaluation_report(ranks)
-        self._end_round(server_round, report)
+        self._end_round(server_round, report, missing_snapshots)
         return report
 
-    def _end_round(self, server_round: int, evaluation: dict[str, float] | None) -> None:
+    def _end_round(self, server_round: int, evaluation: dict[str, float] | None, missing_snapshots: Sequence[int]) -> None:
         stats = self._pending or RoundTrainStats.empty()
         self.recorder.record_round(
             server_round, stats, self._down_messages, self.server.up_bytes_dense_ref, evaluation
         )
         self._pending = None
         if self.is_checkpoint_round(server_round):
-            self._write_checkpoint(server_round)
+            self._write_checkpoint(server_round, missing_snapshots)
         if server_round == self.cfg.num_server_rounds:
             self.summary = self.recorder.finish()
 
-    def _write_checkpoint(self, server_round: int) -> None:
+    def _write_checkpoint(self, server_round: int, missing_snapshots: Sequence[int]) -> None:
         arrays, scalars = self.server.state()
         meta = {
             "config": self.cfg.to_flat(),
             "num-items": self.server.num_items,
             "num-users": len(self.server.users),
             "server": scalars,
+            "node-versions": {str(node): version for node, version in sorted(self.node_versions.items())},
+            "missing-snapshots": sorted(missing_snapshots),
             "recorder": self.recorder.state(),
         }
         self.checkpoints.write(server_round, arrays, meta)

@@ -54,7 +54,7 @@ class FedRASStrategy(Strategy):
         self.proxies: dict[str, ClientProxy] = {}
         self.users_of_node: dict[str, list[int]] = {}
         self.node_of_user: dict[int, str] = {}
-        self.node_table_version: dict[str, int] = {}  # which item-table version each node holds
+        self.partition_of: dict[str, int] = {}  # Flower's node ids change between runs, partition ids do not
 
     # -- start-up ------------------------------------------------------------------------------------
     def initialize_parameters(self, client_manager: ClientManager) -> Parameters:
@@ -96,6 +96,7 @@ class FedRASStrategy(Strategy):
             seen.update({u: proxy.cid for u in users})
             self.proxies[proxy.cid] = proxy
             self.users_of_node[proxy.cid] = users
+            self.partition_of[proxy.cid] = int(prop["partition-id"])
         shapes = {(p["num-items"], p["num-users"], p["num-partitions"], p["dataset"]) for p in props}
         if len(shapes) != 1:
             raise DiscoveryError(f"SuperNodes disagree on the data (items, users, partitions, dataset): {shapes}")
@@ -109,12 +110,16 @@ class FedRASStrategy(Strategy):
         return int(num_items), int(num_users), str(dataset)
 
     # -- training ------------------------------------------------------------------------------------
-    def _base_config(self, server_round: int) -> dict[str, Scalar]:
+    def _base_config(self, server_round: int, checkpoint: bool) -> dict[str, Scalar]:
         assert self.session is not None
-        return {
-            "server-round": server_round, "resume-round": self.session.start_round,
-            "state-dir": str(self.session.client_state_dir),
-        }
+        return {"server-round": server_round, **self.session.node_instructions(), "checkpoint": int(checkpoint)}
+
+    def _missing_snapshots(self, replies: list[tuple[ClientProxy, Any]], asked: bool) -> list[int]:
+        """Partitions asked to snapshot this round whose reply does not confirm it."""
+        if not asked:
+            return []
+        confirmed = {proxy.cid for proxy, res in replies if res.metrics.get("snapshot") == 1}
+        return sorted(self.partition_of[cid] for cid in self.proxies if cid not in confirmed)
 
     def configure_fit(
         self, server_round: int, parameters: Parameters, client_manager: ClientManager
@@ -125,12 +130,12 @@ class FedRASStrategy(Strategy):
         for user in self.session.begin_round(server_round):
             by_node.setdefault(self.node_of_user[user], []).append(user)
         self._asked = by_node
-        checkpoint = self.session.is_checkpoint_round(server_round)
-        base = {**self._base_config(server_round), "checkpoint": int(checkpoint)}
+        checkpoint = self.session.snapshot_in_fit(server_round)
+        base = self._base_config(server_round, checkpoint)
         serialized: dict[str, Parameters] = {}  # one serialization per kind of downlink message
         instructions = []
         for cid, users in sorted(by_node.items()):
-            message, plan = self.session.downlink(self.node_table_version.get(cid))
+            message, plan = self.session.downlink(self.partition_of[cid])
             if message.kind not in serialized:
                 serialized[message.kind] = ndarrays_to_parameters(message.arrays)
             config = {
@@ -139,8 +144,7 @@ class FedRASStrategy(Strategy):
                 "down-bytes": plan.down_bytes,
             }
             instructions.append((self.proxies[cid], FitIns(serialized[message.kind], config)))
-            self.node_table_version[cid] = message.version
-        if checkpoint:  # idle nodes get no users and no table, only the order to snapshot their users
+        if checkpoint:  # idle nodes get no users and no table, only the order to snapshot their state
             idle = {**base, "users": b""}
             instructions += [(self.proxies[c], FitIns(ndarrays_to_parameters([]), idle)) for c in sorted(self.proxies) if c not in by_node]
         return instructions
@@ -163,7 +167,7 @@ class FedRASStrategy(Strategy):
                 node_updates = unpack_updates(arrays, fit_res.metrics, codec, num_dense, set(self._asked.get(proxy.cid, [])))
             except Exception as err:  # noqa: BLE001 - one node's reply must never stop the server
                 log.warning("round %d: dropped the reply of SuperNode %s: %s", server_round, proxy.cid, _describe(err))
-                self.node_table_version.pop(proxy.cid, None)
+                self.session.forget_node(self.partition_of.get(proxy.cid))
                 continue
             updates += node_updates
             delivered[proxy.cid] = len(node_updates)
@@ -173,7 +177,8 @@ class FedRASStrategy(Strategy):
         asked = {cid: len(users) for cid, users in self._asked.items()}
         failed = [cid for cid in asked if not delivered.get(cid)]  # no reply, a broken one, or none of its users
         lost = RoundFailures(len(asked), len(failed), sum(n - delivered.get(cid, 0) for cid, n in asked.items()))
-        stats = self.session.end_training(server_round, updates, lost)
+        missing = self._missing_snapshots(results, self.session.snapshot_in_fit(server_round))
+        stats = self.session.end_training(server_round, updates, lost, missing)
         metrics = {
             "clients": stats.clients, "rejected": stats.rejected, "up-bytes": stats.up_bytes,
             "failed-supernodes": lost.nodes_failed, "skipped": int(bool(stats.skipped)),
@@ -188,10 +193,9 @@ class FedRASStrategy(Strategy):
         server_round += self.session.start_round
         if not self.session.server.is_eval_round(server_round):
             return []
-        version = self.session.server.table_version
-        ins = EvaluateIns(parameters, {**self._base_config(server_round), "table-version": version})
-        for cid in self.proxies:
-            self.node_table_version[cid] = version
+        version = self.session.evaluation_downlink(sorted(self.partition_of.values()))
+        config = self._base_config(server_round, self.session.snapshot_in_evaluation(server_round))
+        ins = EvaluateIns(parameters, {**config, "table-version": version})
         return [(self.proxies[cid], ins) for cid in sorted(self.proxies)]
 
     def aggregate_evaluate(
@@ -212,15 +216,15 @@ class FedRASStrategy(Strategy):
         for failure in failures:
             log.warning("round %d: a SuperNode failed during evaluation: %s", server_round, _describe(failure))
             self._forget_table(failure)
-        report = self.session.end_evaluation(server_round, [ranks[u] for u in sorted(ranks)])
+        missing = self._missing_snapshots(results, self.session.snapshot_in_evaluation(server_round))
+        report = self.session.end_evaluation(server_round, [ranks[u] for u in sorted(ranks)], missing)
         return None, {**report, "eval-users": len(ranks)}
 
     def _forget_table(self, failure: Any) -> None:
-        """A node that failed may not hold what it was sent: give it the full table next time."""
-        if not isinstance(failure, BaseException):
-            self.node_table_version.pop(failure[0].cid, None)
-        else:
-            self.node_table_version.clear()
+        """A node that failed may not hold what it was sent: give it the full table next time (all nodes
+        when Flower does not say which node failed)."""
+        assert self.session is not None
+        self.session.forget_node(None if isinstance(failure, BaseException) else self.partition_of.get(failure[0].cid))
 
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
         """No centralised evaluation: the server holds no user data."""

@@ -11,9 +11,9 @@ from fedras_flwr import checkpoint
 from fedras_flwr.checkpoint import CheckpointError, SnapshotFolder, read_snapshot
 from fedras_flwr.config import ConfigError
 from fedras_flwr.inprocess import run_inprocess
-from fedras_flwr.session import ServerSession, find_resume_point
+from fedras_flwr.session import ServerSession, find_resume_point, run_key
 from fedras_flwr.strategy import FedRASStrategy
-from test_flower import metrics_only, simulate
+from test_flower import simulate
 
 
 def arrays(seed: int) -> dict[str, np.ndarray]:
@@ -75,8 +75,8 @@ def crash_at(monkeypatch, server_round: int) -> None:
 
 
 def comparable(out_dir):
-    """The records without timing and downlink bytes (after a resume every node gets the full table once)."""
-    return metrics_only([json.loads(line) for line in open(out_dir / "rounds.jsonl")])
+    """The records without wall time: every byte, simulated second and metric must match."""
+    return [{k: v for k, v in json.loads(line).items() if k != "wall-time"} for line in open(out_dir / "rounds.jsonl")]
 
 
 @pytest.mark.parametrize(
@@ -84,8 +84,9 @@ def comparable(out_dir):
     [
         {"codec": "fedras", "error_feedback": True, "downlink": "actions", "downlink_actions": 16},
         {"codec": "fedras", "hetero": "mixed", "k_policy": "deadline", "stragglers": "drop", "model": "neumf"},
+        {"codec": "fedras", "hetero": "mixed", "k_policy": "deadline", "downlink": "actions", "downlink_actions": 16},
     ],
-    ids=["error-feedback+actions-downlink", "hetero-deadline-neumf"],
+    ids=["error-feedback+actions-downlink", "hetero-deadline-neumf", "hetero-deadline+actions-downlink"],
 )
 def test_resumed_in_process_run_equals_the_uninterrupted_one(tmp_path, monkeypatch, changes):
     cfg = tiny_config(tmp_path, num_server_rounds=6, eval_every=3, checkpoint_every=2, **changes)
@@ -99,6 +100,18 @@ def test_resumed_in_process_run_equals_the_uninterrupted_one(tmp_path, monkeypat
     assert resumed["out-dir"] == str(tmp_path / "cut") and resumed["resumed-from"].endswith("round-000004.npz")
     assert resumed["final"] == whole["final"] and resumed["total-up-bytes"] == whole["total-up-bytes"]
     assert comparable(tmp_path / "cut") == comparable(tmp_path / "whole")
+
+
+def test_resume_into_a_new_out_dir_reads_the_old_snapshots(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path, num_server_rounds=4, eval_every=4, checkpoint_every=2, error_feedback=True)
+    whole = run_inprocess(cfg.replace(out_dir=str(tmp_path / "whole")))
+    with monkeypatch.context() as patch:
+        crash_at(patch, 3)
+        with pytest.raises(KeyboardInterrupt):
+            run_inprocess(cfg.replace(out_dir=str(tmp_path / "cut")))
+    moved = run_inprocess(cfg.replace(out_dir=str(tmp_path / "moved"), resume=str(tmp_path / "cut")))
+    assert moved["out-dir"] == str(tmp_path / "moved") and moved["final"] == whole["final"]
+    assert moved["total-up-bytes"] == whole["total-up-bytes"]
 
 
 def test_resume_refuses_another_config_and_a_finished_run(tmp_path):
@@ -132,6 +145,17 @@ def test_a_node_without_its_snapshot_restarts_its_users_and_the_run_goes_on(tmp_
     assert summary["rounds"] == 3 and "restart from their initial state" in caplog.text
 
 
+def test_snapshots_of_different_runs_do_not_mix(tmp_path):
+    """Two runs sharing a state-dir (a node's volume in deployment) keep separate snapshot folders."""
+    first = tiny_config(tmp_path, num_server_rounds=2, checkpoint_every=1)
+    second = first.replace(lr=1.0, out_dir=str(tmp_path / "out"))  # same out-dir, hence same state-dir
+    run_inprocess(first)
+    run_inprocess(second)
+    assert run_key(first) != run_key(second) and run_key(first) == run_key(first.replace(num_server_rounds=9))
+    folders = sorted(p.name for p in (tmp_path / "out" / "client-state").iterdir())
+    assert folders == sorted([run_key(first), run_key(second)])
+
+
 def test_resumed_flower_run_equals_the_uninterrupted_one(tmp_path, monkeypatch):
     """Two SuperNodes; the ServerApp dies at the start of round 4 (checkpoints at 2); a new run with
     `resume` continues at round 3, the nodes reload their users' state from their own snapshots."""
@@ -150,7 +174,10 @@ def test_resumed_flower_run_equals_the_uninterrupted_one(tmp_path, monkeypatch):
         with pytest.raises(RuntimeError, match="ServerApp killed"):
             simulate(cfg.replace(out_dir=str(tmp_path / "cut")), 2)
     assert not (tmp_path / "cut" / "summary.json").exists()
-    assert sorted(p.name for p in (tmp_path / "cut" / "client-state").iterdir()) == ["partition-0-of-2", "partition-1-of-2"]
+    state = tmp_path / "cut" / "client-state" / run_key(cfg)
+    assert sorted(p.name for p in state.iterdir()) == ["partition-0-of-2", "partition-1-of-2"]
     resumed = simulate(cfg.replace(out_dir=str(tmp_path / "cut"), resume=str(tmp_path / "cut")), 2)
     assert [r["round"] for r in resumed] == [5]
-    assert metrics_only(resumed) == metrics_only(whole)
+    assert [{k: v for k, v in r.items() if k != "wall-time"} for r in resumed] == [
+        {k: v for k, v in r.items() if k != "wall-time"} for r in whole
+    ]

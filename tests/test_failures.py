@@ -18,7 +18,7 @@ from fedras_flwr.client import FedRASClient, cached_worker
 from fedras_flwr.codecs import ItemUpdate
 from fedras_flwr.federation import ClientUpdate
 from fedras_flwr.server_app import make_server_app
-from fedras_flwr.session import ServerSession
+from fedras_flwr.session import ServerSession, find_resume_point
 from fedras_flwr.strategy import FedRASStrategy
 from fedras_flwr.wire import pack_updates
 
@@ -110,3 +110,19 @@ def test_undecodable_reply_bytes_count_the_node_as_failed(tmp_path, tensor):
     assert not np.array_equal(strategy.session.server.item_table[5], before[5])  # the good node's update landed
     lost = strategy.session.recorder.incidents[-1]
     assert lost["kind"] == "failed-supernodes" and lost["users_lost"] == 2  # user 3 never came back, user 2 broken
+
+
+def test_nodes_that_do_not_confirm_their_snapshot_are_named_in_the_checkpoint(tmp_path, caplog):
+    cfg = tiny_config(tmp_path, codec="sparse", eval_every=5, checkpoint_every=1)
+    strategy = FedRASStrategy(cfg)
+    strategy.session = ServerSession(cfg, 200, range(24), {})
+    strategy.proxies = {"a": None, "b": None, "c": None}
+    strategy.partition_of = {"a": 0, "b": 1, "c": 2}
+    replies = [(SimpleNamespace(cid="a"), SimpleNamespace(metrics={"snapshot": 1})),
+               (SimpleNamespace(cid="b"), SimpleNamespace(metrics={"snapshot": 0}))]  # c did not answer at all
+    missing = strategy._missing_snapshots(replies, asked=True)
+    assert missing == [1, 2] and strategy._missing_snapshots(replies, asked=False) == []
+    strategy.session.end_training(1, [], missing_snapshots=missing)
+    resumed = ServerSession(cfg.replace(num_server_rounds=4), 200, range(24), {},
+                            find_resume_point(cfg.replace(resume=cfg.out_dir, num_server_rounds=4)))
+    assert resumed.start_round == 1 and "nodes [1, 2] did not confirm" in caplog.text
