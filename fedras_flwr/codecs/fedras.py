@@ -109,7 +109,8 @@ class FedRASCodec(Codec):
                 raise PayloadError("fedras: need one float16/float32 magnitude per row")
             if not np.all(np.isfinite(magnitudes)):
                 raise PayloadError("fedras: magnitudes must be finite")
-            rows = rows * magnitudes.astype(np.float32)[:, None]
+            with np.errstate(over="ignore"):  # an overflowing product is caught by the server's finite check
+                rows = rows * magnitudes.astype(np.float32)[:, None]
         return ItemUpdate(ids=ids, rows=rows)
 
     @property
