@@ -284,15 +284,16 @@ def make_synthetic(num_users: int, num_items: int, mean_interactions: int, seed:
     profiles = rng.normal(size=(num_items, latent_dim))
     activity = rng.lognormal(mean=np.log(mean_interactions) - 0.5, sigma=1.0, size=num_users)
     counts = np.clip(activity.astype(int), 10, num_items // 2)
-    users, items = [], []
-    for user in range(num_users):
-        logits = np.log(popularity) + 2.5 * tastes[user] @ profiles.T / np.sqrt(latent_dim)
+    log_popularity, profiles_t, scale = np.log(popularity), profiles.T, np.sqrt(latent_dim)
+    # filled in place: keeping each user's slice of its argpartition would pin a num_items-long array
+    # per user (8 GB for 50,000 users x 20,000 items)
+    ends = np.cumsum(counts)
+    items_arr = np.empty(ends[-1], dtype=np.int64)
+    for user, (count, end) in enumerate(zip(counts, ends)):
+        logits = log_popularity + 2.5 * tastes[user] @ profiles_t / scale
         gumbel = logits + rng.gumbel(size=num_items)  # Gumbel top-k = weighted sampling w/o replacement
-        chosen = np.argpartition(-gumbel, counts[user])[: counts[user]]
-        users.append(np.full(len(chosen), user))
-        items.append(chosen)
-    users_arr = np.concatenate(users)
-    items_arr = np.concatenate(items)
+        items_arr[end - count : end] = np.argpartition(-gumbel, count)[:count]
+    users_arr = np.repeat(np.arange(num_users, dtype=np.int64), counts)
     timestamps = rng.permutation(len(users_arr)).astype(np.float64)
     return _index("synthetic", users_arr, items_arr, timestamps)
 
