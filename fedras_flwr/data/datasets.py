@@ -7,7 +7,10 @@ treated as implicit positives (the NCF protocol); duplicated (user, item) pairs 
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import hashlib
+import inspect
 import logging
 import os
 import shutil
@@ -298,6 +301,57 @@ def make_synthetic(num_users: int, num_items: int, mean_interactions: int, seed:
     return _index("synthetic", users_arr, items_arr, timestamps)
 
 
+#: users x items from which a synthetic set is kept on disk: generating costs a Gumbel draw per (user, item)
+#: pair, about 50 s of CPU for 50,000 x 20,000, and each simulation process (Ray actor) would pay it again
+SYNTHETIC_CACHE_MIN_PAIRS = 100_000_000
+
+
+@functools.cache
+def _generator_digest() -> str:
+    return hashlib.sha256((inspect.getsource(make_synthetic) + inspect.getsource(_index)).encode()).hexdigest()[:12]
+
+
+def cached_synthetic(num_users: int, num_items: int, mean_interactions: int, seed: int, cache_dir: str = "") -> Interactions:
+    """`make_synthetic`, kept in the cache directory once it is big (see SYNTHETIC_CACHE_MIN_PAIRS).
+
+    The file name carries a digest of the generator's code, so a changed generator never serves stale
+    data; processes that ask at the same time wait for the first one to write it (file lock). Any
+    problem with the cache falls back to generating.
+    """
+    if num_users * num_items < SYNTHETIC_CACHE_MIN_PAIRS:
+        return make_synthetic(num_users, num_items, mean_interactions, seed)
+    try:
+        root = Path(cache_dir) if cache_dir else _default_cache_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / f"synthetic-{num_users}x{num_items}-{mean_interactions}-seed{seed}-{_generator_digest()}.npz"
+        lock = open(path.with_suffix(".lock"), "w")
+    except OSError as err:
+        log.warning("synthetic data: no cache (%s); generating", err)
+        return make_synthetic(num_users, num_items, mean_interactions, seed)
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            try:
+                with np.load(path) as stored:
+                    sizes = stored["sizes"]
+                    return Interactions(
+                        "synthetic", stored["users"], stored["items"], stored["timestamps"], int(sizes[0]), int(sizes[1])
+                    )
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+                log.warning("synthetic data: unreadable cache %s (%s); generating again", path, err)
+        data = make_synthetic(num_users, num_items, mean_interactions, seed)
+        partial = path.with_suffix(".part")
+        try:
+            with open(partial, "wb") as out:
+                np.savez(out, users=data.users, items=data.items, timestamps=data.timestamps,
+                         sizes=np.array([data.num_users, data.num_items]))
+            partial.replace(path)
+            log.info("synthetic data: kept in %s", path)
+        except OSError as err:
+            log.warning("synthetic data: could not write the cache %s (%s)", path, err)
+        return data
+
+
 _OFFICIAL: dict[str, Callable[[Path], Interactions]] = {
     "ml-100k": load_movielens_100k,
     "ml-1m": load_movielens_1m,
@@ -321,7 +375,7 @@ def load_dataset(
 ) -> Interactions:
     """Load any supported dataset by name."""
     if name == "synthetic":
-        return make_synthetic(synthetic_users, synthetic_items, synthetic_mean_interactions, seed)
+        return cached_synthetic(synthetic_users, synthetic_items, synthetic_mean_interactions, seed, cache_dir)
     if name == "interactions":
         return load_interactions_file(interactions_file, interactions_sep, interactions_columns)
     if name not in _OFFICIAL:
