@@ -1,9 +1,12 @@
 """The speed-ups change no result: each fast path against the straightforward computation it replaces."""
 
 import numpy as np
+import pytest
 
+from fedras_flwr.config import RunConfig
 from fedras_flwr.data import datasets
 from fedras_flwr.data.datasets import load_dataset, make_synthetic
+from fedras_flwr.training import _epoch_batches, _NumpyMFStepper
 
 
 def same_interactions(a, b):
@@ -28,3 +31,45 @@ def test_big_synthetic_sets_are_kept_on_disk_and_read_back_identical(tmp_path, m
     stored.write_bytes(b"not a zip")
     again = datasets.cached_synthetic(40, 300, 20, 2, str(tmp_path))
     assert same_interactions(again, generated) and "unreadable cache" in caplog.text
+
+
+def reference_mf_step(params, lr, items, labels):
+    """The plain SGD step the numpy MF stepper must match bit for bit: np.add.at into a table-sized
+    gradient and an update of every row."""
+    user, rows = params
+    batch = rows[items]
+    logits = batch @ user
+    loss = float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
+    with np.errstate(over="ignore"):
+        error = (1.0 / (1.0 + np.exp(-logits)) - labels) / len(items)
+    grad_rows = np.zeros_like(rows)
+    np.add.at(grad_rows, items, error[:, None] * user[None, :])
+    user -= (lr * (batch.T @ error)).astype(np.float32)
+    rows -= (lr * grad_rows).astype(np.float32)
+    return loss
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sparse_sgd_steps_equal_the_full_table_update(seed):
+    rng = np.random.default_rng(seed)
+    num_rows, dim, size = 40, 8, 16
+    user = rng.standard_normal(dim).astype(np.float32)
+    rows = (rng.standard_normal((num_rows, dim)) * 10.0 ** rng.integers(-3, 3, (num_rows, 1))).astype(np.float32)
+    items = rng.integers(0, num_rows // 4 if seed % 2 else num_rows, size=100)  # many repeats per batch
+    labels = (rng.random(100) < 0.3).astype(np.float32)
+    stepper = _NumpyMFStepper(RunConfig(lr=4.0, embedding_dim=dim), user, rows)
+    reference = [user.copy(), rows.copy()]
+    assert stepper.sparse
+    with np.errstate(over="ignore"):  # as train_user runs the stepper
+        for batch in _epoch_batches(items, labels, size, num_rows, dim):
+            assert stepper.step(batch) == reference_mf_step(reference, 4.0, batch.items, batch.labels)
+    for fast, slow in zip(stepper.result(), reference):
+        assert np.array_equal(fast.view(np.int32), slow.view(np.int32))
+
+
+def test_epoch_batches_list_each_batch_rows_once():
+    items = np.array([3, 1, 3, 3, 0, 1, 2, 2, 2])
+    batches = _epoch_batches(items, np.zeros(9, np.float32), 4, 5, 2)
+    assert [b.items.tolist() for b in batches] == [[3, 1, 3, 3], [0, 1, 2, 2], [2]]
+    assert [b.rows.tolist() for b in batches] == [[1, 3], [0, 1, 2], [2]]
+    assert batches[0].slots.tolist() == [2, 3, 0, 1, 2, 3, 2, 3]  # row 3 is the 2nd distinct row: entries 2, 3
