@@ -1,8 +1,10 @@
 """The speed-ups change no result: each fast path against the straightforward computation it replaces."""
 
+import faiss
 import numpy as np
 import pytest
 
+from fedras_flwr.clustering import kmeans, kmeans_plus_plus
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data import datasets
 from fedras_flwr.data.datasets import load_dataset, make_synthetic
@@ -73,3 +75,25 @@ def test_epoch_batches_list_each_batch_rows_once():
     assert [b.items.tolist() for b in batches] == [[3, 1, 3, 3], [0, 1, 2, 2], [2]]
     assert [b.rows.tolist() for b in batches] == [[1, 3], [0, 1, 2], [2]]
     assert batches[0].slots.tolist() == [2, 3, 0, 1, 2, 3, 2, 3]  # row 3 is the 2nd distinct row: entries 2, 3
+
+
+def reference_kmeans(x, k, iterations, seed, spherical):
+    """The faiss.Kmeans call the clustering replaced (same Clustering underneath)."""
+    model = faiss.Kmeans(x.shape[1], k, niter=iterations, seed=seed, spherical=spherical, verbose=False,
+                         min_points_per_centroid=1, max_points_per_centroid=1 << 30)
+    model.train(x, init_centroids=kmeans_plus_plus(x, k, np.random.default_rng(seed)))
+    return model.centroids, model.index.search(x, 1)[1][:, 0]
+
+
+@pytest.mark.parametrize("spherical", [False, True])
+@pytest.mark.parametrize("k", [2, 8, 40])
+def test_kmeans_equals_faiss_kmeans(spherical, k):
+    rng = np.random.default_rng(k)
+    x = (rng.standard_normal((300, 16)) * 1e-2).astype(np.float32)
+    x[:60] = x[0]  # repeated rows: clusters can empty out and get split
+    if spherical:
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    ours = kmeans(x, k, 20, seed=5, spherical=spherical)
+    centroids, assignment = reference_kmeans(x, k, 20, 5, spherical)
+    assert np.array_equal(ours.centroids.view(np.int32), centroids.view(np.int32))
+    assert np.array_equal(ours.assignment, assignment) and ours.assignment.dtype == np.int64
