@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from fedras_flwr.clustering import kmeans, kmeans_plus_plus
+from fedras_flwr.codecs.packing import _varints, decode_ids, encode_ids, pack_bits
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data import datasets
 from fedras_flwr.data.datasets import load_dataset, make_synthetic
@@ -97,3 +98,38 @@ def test_kmeans_equals_faiss_kmeans(spherical, k):
     centroids, assignment = reference_kmeans(x, k, 20, 5, spherical)
     assert np.array_equal(ours.centroids.view(np.int32), centroids.view(np.int32))
     assert np.array_equal(ours.assignment, assignment) and ours.assignment.dtype == np.int64
+
+
+def reference_varints(values):
+    out = bytearray()
+    for value in values.tolist():
+        while value >= 0x80:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+    return bytes(out)
+
+
+def reference_pack_bits(values, bits):
+    as_bits = (values.astype(np.uint64)[:, None] >> np.arange(bits, dtype=np.uint64)) & 1
+    return np.packbits(as_bits.astype(np.uint8).ravel(), bitorder="little")
+
+
+def test_vectorised_varints_and_bit_packing():
+    rng = np.random.default_rng(0)
+    edges = np.array([0, 1, 127, 128, 16383, 16384, 2**35, 2**63 - 1], dtype=np.int64)
+    assert _varints(edges) == reference_varints(edges) and _varints(edges[:0]) == b""
+    for _ in range(300):
+        gaps = rng.integers(0, 2 ** int(rng.integers(1, 30)), size=int(rng.integers(1, 400)))
+        assert _varints(gaps) == reference_varints(gaps)
+        bits = int(rng.integers(1, 13))
+        values = rng.integers(0, 1 << bits, size=int(rng.integers(1, 300)))
+        assert np.array_equal(pack_bits(values, bits), reference_pack_bits(values, bits))
+
+
+@pytest.mark.parametrize("count", [0, 1, 50, 125, 126, 400, 999])
+def test_id_encoding_picks_the_smaller_form(count):
+    ids = np.sort(np.random.default_rng(count).choice(1000, count, replace=False)).astype(np.int64)
+    blob = encode_ids(ids, 1000)
+    as_deltas = 1 + len(reference_varints(np.diff(ids, prepend=-1) - 1))
+    assert len(blob) == min(1 + 125, as_deltas) and np.array_equal(decode_ids(blob, 1000), ids)
