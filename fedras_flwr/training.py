@@ -237,13 +237,13 @@ def rank_user(
         scores = backbone.score(
             torch.from_numpy(user_vector), torch.from_numpy(item_table), [torch.from_numpy(w) for w in dense]
         ).numpy()
-    candidates = np.ones(len(scores), dtype=bool)
-    candidates[user.all_positives] = False
+    positives = scores[user.all_positives]
 
     def ranks(target: int) -> tuple[int, int]:
         score = scores[target]
         sampled = int(np.count_nonzero(scores[user.eval_negatives] >= score))
-        full = int(np.count_nonzero(scores[candidates] >= score))
+        # candidates = every item but the positives; counted without building a catalogue-sized mask
+        full = int(np.count_nonzero(scores >= score) - np.count_nonzero(positives >= score))
         return sampled, full
 
     test_sampled, test_full = ranks(user.test_item)

@@ -9,7 +9,9 @@ from fedras_flwr.codecs.packing import _varints, decode_ids, encode_ids, pack_bi
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data import datasets
 from fedras_flwr.data.datasets import load_dataset, make_synthetic
-from fedras_flwr.training import _epoch_batches, _NumpyMFStepper
+from fedras_flwr.data.split import leave_one_out
+from fedras_flwr.models import MF
+from fedras_flwr.training import _epoch_batches, _NumpyMFStepper, rank_user
 
 
 def same_interactions(a, b):
@@ -133,3 +135,17 @@ def test_id_encoding_picks_the_smaller_form(count):
     blob = encode_ids(ids, 1000)
     as_deltas = 1 + len(reference_varints(np.diff(ids, prepend=-1) - 1))
     assert len(blob) == min(1 + 125, as_deltas) and np.array_equal(decode_ids(blob, 1000), ids)
+
+
+def test_full_ranking_counts_equal_the_masked_count():
+    split = leave_one_out(make_synthetic(30, 300, 20, seed=4), seed=0)
+    table = np.random.default_rng(1).standard_normal((300, 8)).astype(np.float32)
+    table[:40] = table[40]  # ties with the held-out items
+    for user in split.users:
+        vector = np.random.default_rng(user.user).standard_normal(8).astype(np.float32)
+        ranks = rank_user(MF(8), user, vector, table, [])
+        scores = table @ vector
+        candidates = np.ones(300, dtype=bool)
+        candidates[user.all_positives] = False
+        assert ranks.test_full == np.count_nonzero(scores[candidates] >= scores[user.test_item])
+        assert ranks.val_full == np.count_nonzero(scores[candidates] >= scores[user.val_item])
