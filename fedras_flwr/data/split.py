@@ -112,7 +112,7 @@ class ItemComplement:
     """
 
     def __init__(self, num_items: int, excluded: np.ndarray) -> None:
-        excluded = np.unique(excluded)
+        """`excluded`: sorted, distinct item ids."""
         self.size = num_items - len(excluded)
         # excluded[j] - j = how many allowed items precede excluded[j] (non-decreasing)
         self._allowed_before = excluded - np.arange(len(excluded))
@@ -122,7 +122,7 @@ class ItemComplement:
 
 
 def _sample_excluding(rng: np.random.Generator, num_items: int, excluded: np.ndarray, count: int) -> np.ndarray:
-    """`count` distinct items outside `excluded` (sorted), uniformly. Same draw as
+    """`count` distinct items outside `excluded` (sorted, distinct), uniformly. Same draw as
     `rng.choice(allowed_items, count, replace=False)`, which picks positions the same way."""
     allowed = ItemComplement(num_items, excluded)
     return np.sort(allowed.item(rng.choice(allowed.size, size=count, replace=False)))
@@ -133,7 +133,7 @@ class NegativeSampler:
     or held out) nor an evaluation negative. Sampling is with replacement, as in the NCF protocol."""
 
     def __init__(self, user: UserSplit, num_items: int) -> None:
-        self._allowed = ItemComplement(num_items, np.concatenate([user.all_positives, user.eval_negatives]))
+        self._allowed = ItemComplement(num_items, np.union1d(user.all_positives, user.eval_negatives))
         if self._allowed.size == 0:
             raise DatasetError(f"user {user.user} has no item left to sample training negatives from")
 
