@@ -20,7 +20,7 @@ def positive_numbers(mapping):
 
 def test_per_client_phases(tmp_path):
     cfg = tiny_config(tmp_path, codec="fedras", num_actions=4)
-    phases = bench.measure_phases(cfg, rounds=2)
+    phases = bench.child({"runner": None, "config": cfg.to_flat(), "phase-rounds": 2})["phases"]
     assert set(phases["per-client-ms"]) == {"train", "encode", "server-decode", "aggregate"}
     assert positive_numbers(phases["per-client-ms"]) and positive_numbers(phases["per-client-cpu-ms"])
     assert phases["clients-measured"] == 2 * cfg.clients_per_round and phases["encode-share"] > 0
@@ -28,8 +28,9 @@ def test_per_client_phases(tmp_path):
 
 def test_inprocess_rounds_are_timed_from_the_progress_log(tmp_path):
     cfg = tiny_config(tmp_path, num_server_rounds=4, eval_every=4)
-    result = bench.child({"runner": "inprocess", "config": cfg.to_flat()})
+    result = bench.child({"runner": "inprocess", "config": cfg.to_flat(), "phase-rounds": 1})
     assert result["train-rounds"] == 2 and result["num-users"] == cfg.synthetic_users
+    assert result["phases"]["clients-measured"] == cfg.clients_per_round
     timing = {k: v for k, v in result.items() if k.endswith(("-s", "-per-s", "-s-median", "-s-mean", "-s-max"))}
     assert len(timing) >= 8 and positive_numbers(timing)
 
