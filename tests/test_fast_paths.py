@@ -1,9 +1,13 @@
 """The speed-ups change no result: each fast path against the straightforward computation it replaces."""
 
+import pickle
+
 import faiss
 import numpy as np
 import pytest
+from flwr.common import Context, RecordDict
 
+from fedras_flwr.client import ContextUserStore
 from fedras_flwr.clustering import kmeans, kmeans_plus_plus
 from fedras_flwr.codecs.packing import _varints, decode_ids, encode_ids, pack_bits
 from fedras_flwr.config import RunConfig
@@ -149,3 +153,23 @@ def test_full_ranking_counts_equal_the_masked_count():
         candidates[user.all_positives] = False
         assert ranks.test_full == np.count_nonzero(scores[candidates] >= scores[user.test_item])
         assert ranks.val_full == np.count_nonzero(scores[candidates] >= scores[user.val_item])
+
+
+def test_node_state_keeps_arrays_exactly_across_messages():
+    context = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
+    arrays = {
+        "user/3/vector": np.random.default_rng(0).standard_normal(8).astype(np.float32),
+        "user/3/residual-ids": np.array([2, 7, 11], dtype=np.int64),
+        "user/3/residual-rows": np.arange(6, dtype=np.float32).reshape(3, 2),
+        "node/table-version": np.array([4], dtype=np.int64),
+    }
+    store = ContextUserStore(context)
+    for key, array in arrays.items():
+        store.put(key, array)
+    shipped = ContextUserStore(pickle.loads(pickle.dumps(context)))  # as the simulation moves a context
+    for key, array in arrays.items():
+        back = shipped.get(key)
+        assert back.dtype == array.dtype and back.shape == array.shape and np.array_equal(back, array)
+        back += 1  # a writable copy, not a view of the stored bytes
+    assert np.array_equal(shipped.get("user/3/residual-ids"), arrays["user/3/residual-ids"])
+    assert shipped.get("user/4/vector") is None
