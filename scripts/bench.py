@@ -238,7 +238,8 @@ def run_flower(cfg: RunConfig, supernodes: int) -> None:
         num_supernodes=supernodes,
         backend_config={
             "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-            "init_args": {"num_cpus": os.cpu_count() or 1, "logging_level": logging.WARNING, "log_to_driver": False},
+            # no num_cpus: Ray counts the cores itself, and refuses the argument when RAY_ADDRESS joins a cluster
+            "init_args": {"logging_level": logging.WARNING, "log_to_driver": False},
         },
     )
 
