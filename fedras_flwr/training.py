@@ -131,6 +131,7 @@ class _TorchStepper:
         self.optimizer = optimizer_class(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def step(self, batch: _Batch, with_loss: bool = True) -> float:
+        """One mini-batch; the loss is returned always (autograd computes it anyway)."""
         logits = self.backbone.score(self.user, self.rows[torch.from_numpy(batch.items)], self.dense)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels))
         self.optimizer.zero_grad(set_to_none=True)
@@ -237,13 +238,13 @@ def rank_user(
         scores = backbone.score(
             torch.from_numpy(user_vector), torch.from_numpy(item_table), [torch.from_numpy(w) for w in dense]
         ).numpy()
-    positives = scores[user.all_positives]
+    positive_scores = scores[user.all_positives]
 
     def ranks(target: int) -> tuple[int, int]:
         score = scores[target]
         sampled = int(np.count_nonzero(scores[user.eval_negatives] >= score))
         # candidates = every item but the positives; counted without building a catalogue-sized mask
-        full = int(np.count_nonzero(scores >= score) - np.count_nonzero(positives >= score))
+        full = int(np.count_nonzero(scores >= score) - np.count_nonzero(positive_scores >= score))
         return sampled, full
 
     test_sampled, test_full = ranks(user.test_item)
