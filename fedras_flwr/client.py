@@ -19,9 +19,17 @@ STATE_KEY = "fedras-user-embeddings"
 log = logging.getLogger("fedras_flwr")
 
 
+RAW_STYPE = "raw"  # an Array whose data are the array's bytes as they are (dtype carries the byte order)
+
+
 class ContextUserStore:
     """Users' private state (embeddings, codec residuals) in the node's `context.state`, which persists
-    across rounds."""
+    across rounds.
+
+    Arrays are kept as raw bytes rather than Flower's default .npy serialization, whose header
+    parsing made every get ~100 us and every put ~75 us (3 us and 16 us raw): one get and one put per
+    trained user, and a get for every hosted user at each evaluation.
+    """
 
     def __init__(self, context: Context) -> None:
         if STATE_KEY not in context.state:
@@ -30,10 +38,13 @@ class ContextUserStore:
 
     def get(self, key: str) -> np.ndarray | None:
         array = self._record.get(key)
-        return None if array is None else array.numpy()
+        if array is None:
+            return None
+        return np.frombuffer(array.data, dtype=array.dtype).reshape(array.shape).copy()
 
     def put(self, key: str, array: np.ndarray) -> None:
-        self._record[key] = Array(np.ascontiguousarray(array))
+        array = np.ascontiguousarray(array)
+        self._record[key] = Array(array.dtype.str, tuple(array.shape), RAW_STYPE, array.tobytes())
 
     def keys(self) -> list[str]:
         return list(self._record.keys())

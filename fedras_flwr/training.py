@@ -62,17 +62,15 @@ def train_user(
         else _TorchStepper(backbone, cfg, user_vector, start_rows, dense, projector)
     )
     pos_local = np.searchsorted(touched, positives)
-    epoch_loss = 0.0
-    for negs in negatives:
-        items = np.concatenate([pos_local, np.searchsorted(touched, negs)])
-        labels = np.concatenate([np.ones(len(pos_local), np.float32), np.zeros(len(negs), np.float32)])
-        order = shuffle_rng.permutation(len(items))
-        items, labels = items[order], labels[order]
-        losses = [
-            stepper.step(items[begin : begin + cfg.batch_size], labels[begin : begin + cfg.batch_size])
-            for begin in range(0, len(order), cfg.batch_size)
-        ]
-        epoch_loss = float(np.mean(losses))
+    losses: list[float] = []
+    with np.errstate(over="ignore"):  # exp overflow in the MF sigmoid gives exactly 0, which is right
+        for epoch, negs in enumerate(negatives):
+            items = np.concatenate([pos_local, np.searchsorted(touched, negs)])
+            labels = np.concatenate([np.ones(len(pos_local), np.float32), np.zeros(len(negs), np.float32)])
+            order = shuffle_rng.permutation(len(items))
+            batches = _epoch_batches(items[order], labels[order], cfg.batch_size, len(touched), start_rows.shape[1])
+            last = epoch == len(negatives) - 1  # only the last epoch's loss is reported
+            losses = [stepper.step(batch, last) for batch in batches]
     new_user, new_rows, new_dense = stepper.result()
     return LocalResult(
         user_vector=new_user,
@@ -80,8 +78,33 @@ def train_user(
         delta=new_rows - start_rows,
         dense=new_dense,
         num_examples=len(positives) * (1 + cfg.num_negatives),
-        train_loss=epoch_loss,
+        train_loss=float(np.mean(losses)) if losses else 0.0,
     )
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One mini-batch, and where each example's item-row gradient adds up (see `_NumpyMFStepper.step`)."""
+
+    items: np.ndarray  # local row of each example
+    labels: np.ndarray  # float32, 1 for positives
+    rows: np.ndarray  # the distinct rows of the batch, sorted
+    slots: np.ndarray  # flat index, in a (len(rows), dim) buffer, of each example's gradient entries
+
+
+def _epoch_batches(items: np.ndarray, labels: np.ndarray, size: int, num_rows: int, dim: int) -> list[_Batch]:
+    """Cut an epoch into mini-batches, finding every batch's distinct rows in one pass over the epoch
+    rather than once per step."""
+    batch = np.arange(len(items)) // size
+    keys, position = np.unique(batch * num_rows + items, return_inverse=True)  # sorted by (batch, row)
+    starts = np.searchsorted(keys, np.arange(batch[-1] + 2) * num_rows)  # each batch's first key
+    slots = (position - starts[batch])[:, None] * dim + np.arange(dim)
+    rows = keys % num_rows
+    return [
+        _Batch(items[begin : begin + size], labels[begin : begin + size], rows[starts[b] : starts[b + 1]],
+               slots[begin : begin + size].ravel())
+        for b, begin in enumerate(range(0, len(items), size))
+    ]
 
 
 class _TorchStepper:
@@ -107,9 +130,10 @@ class _TorchStepper:
         optimizer_class = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.Adam
         self.optimizer = optimizer_class(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def step(self, items: np.ndarray, labels: np.ndarray) -> float:
-        logits = self.backbone.score(self.user, self.rows[torch.from_numpy(items)], self.dense)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(labels))
+    def step(self, batch: _Batch, with_loss: bool = True) -> float:
+        """One mini-batch; the loss is returned always (autograd computes it anyway)."""
+        logits = self.backbone.score(self.user, self.rows[torch.from_numpy(batch.items)], self.dense)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -128,20 +152,36 @@ class _NumpyMFStepper:
         self.params = [user.astype(np.float32).copy(), rows.astype(np.float32).copy()]
         self.optimizer = _NumpyOptimizer(cfg, self.params)
         self.projector = None if projector is None else projector.astype(np.float32)
+        # Plain SGD changes only the rows a batch holds: update those instead of the whole local table
+        # (weight decay, Adam's moments and the projector move or touch every row).
+        self.sparse = cfg.optimizer == "sgd" and not cfg.weight_decay and projector is None
+        self.lr = cfg.lr
 
-    def step(self, items: np.ndarray, labels: np.ndarray) -> float:
+    def step(self, batch: _Batch, with_loss: bool = True) -> float | None:
+        """One mini-batch; the loss (mean BCE of the batch before the step) only when asked for. The
+        caller silences exp overflow (train_user does)."""
         user, rows = self.params
-        batch = rows[items]
-        logits = batch @ user
+        batch_rows = rows[batch.items]
+        logits = batch_rows @ user
         # mean BCE with logits, computed stably: softplus(x) - y * x
-        loss = float(np.mean(np.logaddexp(0.0, logits) - labels * logits))
-        with np.errstate(over="ignore"):  # exp overflow gives sigmoid = 0 exactly, which is right
-            error = (1.0 / (1.0 + np.exp(-logits)) - labels) / len(items)
+        loss = float(np.mean(np.logaddexp(0.0, logits) - batch.labels * logits)) if with_loss else None
+        error = (1.0 / (1.0 + np.exp(-logits)) - batch.labels) / len(batch.items)
+        user_grad = batch_rows.T @ error
+        # the item rows' gradients summed per distinct row in example order: bit for bit what
+        # np.add.at(zeros_like(rows), items, outer(error, user)) leaves in those rows, without a
+        # table-sized buffer and through numpy's fast one-dimensional add.at
+        row_grads = np.zeros(len(batch.rows) * len(user), dtype=np.float32)
+        np.add.at(row_grads, batch.slots, np.multiply.outer(error, user).ravel())
+        row_grads = row_grads.reshape(len(batch.rows), len(user))
+        if self.sparse:  # _NumpyOptimizer's SGD step, on the rows with a gradient
+            user -= self.lr * user_grad
+            rows[batch.rows] -= self.lr * row_grads
+            return loss
         grad_rows = np.zeros_like(rows)
-        np.add.at(grad_rows, items, error[:, None] * user[None, :])
+        grad_rows[batch.rows] = row_grads
         if self.projector is not None:
             grad_rows = grad_rows @ self.projector
-        self.optimizer.step([batch.T @ error, grad_rows])
+        self.optimizer.step([user_grad, grad_rows])
         return loss
 
     def result(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -198,13 +238,13 @@ def rank_user(
         scores = backbone.score(
             torch.from_numpy(user_vector), torch.from_numpy(item_table), [torch.from_numpy(w) for w in dense]
         ).numpy()
-    candidates = np.ones(len(scores), dtype=bool)
-    candidates[user.all_positives] = False
+    positive_scores = scores[user.all_positives]
 
     def ranks(target: int) -> tuple[int, int]:
         score = scores[target]
         sampled = int(np.count_nonzero(scores[user.eval_negatives] >= score))
-        full = int(np.count_nonzero(scores[candidates] >= score))
+        # candidates = every item but the positives; counted without building a catalogue-sized mask
+        full = int(np.count_nonzero(scores >= score) - np.count_nonzero(positive_scores >= score))
         return sampled, full
 
     test_sampled, test_full = ranks(user.test_item)

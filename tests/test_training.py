@@ -9,7 +9,7 @@ from fedras_flwr.data.datasets import make_synthetic
 from fedras_flwr.data.split import NegativeSampler, leave_one_out
 from fedras_flwr.federation import ClientWorker, FederatedServer, MemoryUserStore
 from fedras_flwr.models import MF, NeuMF
-from fedras_flwr.training import _NumpyMFStepper, _TorchStepper, train_user
+from fedras_flwr.training import _epoch_batches, _NumpyMFStepper, _TorchStepper, train_user
 
 
 @pytest.mark.parametrize("optimizer, weight_decay", [("sgd", 0.0), ("sgd", 0.01), ("adam", 0.0), ("adam", 0.01)])
@@ -22,7 +22,8 @@ def test_numpy_mf_matches_autograd(optimizer, weight_decay):
     for _ in range(5):
         items = rng.integers(0, 7, size=5)  # duplicates included
         labels = rng.integers(0, 2, size=5).astype(np.float32)
-        assert fast.step(items, labels) == pytest.approx(slow.step(items, labels), rel=1e-5)
+        (batch,) = _epoch_batches(items, labels, 5, 7, 4)
+        assert fast.step(batch) == pytest.approx(slow.step(batch), rel=1e-5)
     for a, b in zip(fast.result()[:2], slow.result()[:2]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

@@ -39,10 +39,10 @@ class FedRASCodec(Codec):
     # -- client ------------------------------------------------------------------------------------
     def encode(self, update: ItemUpdate, server_round: int, num_actions: int | None = None) -> list[np.ndarray]:
         k = num_actions or self.cfg.num_actions
-        rows = update.rows.astype(np.float32)
+        rows = np.asarray(update.rows, dtype=np.float32)  # no copy: k-means only reads it
         magnitudes = np.ones(len(rows), dtype=np.float32)
-        if len(rows) <= k:  # lossless: every row is its own action
-            centroids, assignment = rows, np.arange(len(rows))
+        if len(rows) <= k:  # lossless: every row is its own action (a copy: the payload must not alias the update)
+            centroids, assignment = rows.copy(), np.arange(len(rows))
         else:
             points = rows
             if self.direction:

@@ -24,8 +24,8 @@ def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
     """Little-endian bit packing of non-negative ints < 2**bits into a uint8 buffer."""
     if bits == 0 or len(values) == 0:
         return np.zeros(0, dtype=np.uint8)
-    as_bits = (values.astype(np.uint64)[:, None] >> np.arange(bits, dtype=np.uint64)) & 1
-    return np.packbits(as_bits.astype(np.uint8).ravel(), bitorder="little")
+    as_bytes = values.astype("<u8").view(np.uint8).reshape(len(values), 8)  # least significant byte first
+    return np.packbits(np.unpackbits(as_bytes, axis=1, count=bits, bitorder="little"), bitorder="little")
 
 
 def unpack_bits(buffer: np.ndarray, bits: int, count: int) -> np.ndarray:
@@ -40,13 +40,16 @@ def unpack_bits(buffer: np.ndarray, bits: int, count: int) -> np.ndarray:
 
 
 def _varints(values: np.ndarray) -> bytes:
-    out = bytearray()
-    for value in values.tolist():
-        while value >= 0x80:
-            out.append((value & 0x7F) | 0x80)
-            value >>= 7
-        out.append(value)
-    return bytes(out)
+    """LEB128: 7 bits per byte, least significant group first, the high bit set on all but a value's last byte."""
+    if len(values) == 0:
+        return b""
+    values = values.astype(np.uint64)
+    shifts = np.arange((max(int(values.max()).bit_length(), 1) + 6) // 7, dtype=np.uint64) * np.uint64(7)
+    groups = (values[:, None] >> shifts).astype(np.uint8) & 0x7F
+    length = 1 + np.count_nonzero(values[:, None] >> shifts[1:], axis=1)  # groups up to the highest set bit
+    position = np.arange(len(shifts))
+    groups[position < length[:, None] - 1] |= 0x80
+    return groups[position < length[:, None]].tobytes()
 
 
 def _read_varints(blob: bytes) -> list[int]:
@@ -69,8 +72,9 @@ def encode_ids(ids: np.ndarray, num_items: int) -> np.ndarray:
     bitmap = np.zeros(num_items, dtype=np.uint8)
     bitmap[ids] = 1
     as_bitmap = np.packbits(bitmap, bitorder="little").tobytes()
-    gaps = np.diff(ids, prepend=-1) - 1 if len(ids) else np.zeros(0, dtype=np.int64)
-    as_deltas = _varints(gaps)
+    if len(ids) >= len(as_bitmap):  # at least a byte per id: the gap list cannot be smaller
+        return np.frombuffer(bytes([_BITMAP]) + as_bitmap, dtype=np.uint8).copy()
+    as_deltas = _varints(np.diff(ids, prepend=-1) - 1)
     mode, body = (_BITMAP, as_bitmap) if len(as_bitmap) <= len(as_deltas) else (_DELTAS, as_deltas)
     return np.frombuffer(bytes([mode]) + body, dtype=np.uint8).copy()
 

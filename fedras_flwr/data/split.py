@@ -103,12 +103,29 @@ def leave_one_out(
     return SplitDataset(name=data.name, num_items=data.num_items, users=splits)
 
 
+class ItemComplement:
+    """The items of a catalogue outside a small excluded set, addressed by rank, without materialising them.
+
+    `item(r)` is the r-th non-excluded item in increasing order, i.e. `np.flatnonzero(~excluded_mask)[r]`,
+    found by a binary search over the excluded ids: memory is O(excluded) instead of O(num_items), which
+    is what lets every sampled user keep its sampler on catalogues of 20,000+ items.
+    """
+
+    def __init__(self, num_items: int, excluded: np.ndarray) -> None:
+        """`excluded`: sorted, distinct item ids."""
+        self.size = num_items - len(excluded)
+        # excluded[j] - j = how many allowed items precede excluded[j] (non-decreasing)
+        self._allowed_before = excluded - np.arange(len(excluded))
+
+    def item(self, ranks: np.ndarray) -> np.ndarray:
+        return ranks + np.searchsorted(self._allowed_before, ranks, side="right")
+
+
 def _sample_excluding(rng: np.random.Generator, num_items: int, excluded: np.ndarray, count: int) -> np.ndarray:
-    """`count` distinct items outside `excluded` (sorted), uniformly."""
-    mask = np.ones(num_items, dtype=bool)
-    mask[excluded] = False
-    pool = np.flatnonzero(mask)
-    return np.sort(rng.choice(pool, size=count, replace=False))
+    """`count` distinct items outside `excluded` (sorted, distinct), uniformly. Same draw as
+    `rng.choice(allowed_items, count, replace=False)`, which picks positions the same way."""
+    allowed = ItemComplement(num_items, excluded)
+    return np.sort(allowed.item(rng.choice(allowed.size, size=count, replace=False)))
 
 
 class NegativeSampler:
@@ -116,12 +133,9 @@ class NegativeSampler:
     or held out) nor an evaluation negative. Sampling is with replacement, as in the NCF protocol."""
 
     def __init__(self, user: UserSplit, num_items: int) -> None:
-        forbidden = np.zeros(num_items, dtype=bool)
-        forbidden[user.all_positives] = True
-        forbidden[user.eval_negatives] = True
-        self._pool = np.flatnonzero(~forbidden)
-        if len(self._pool) == 0:
+        self._allowed = ItemComplement(num_items, np.union1d(user.all_positives, user.eval_negatives))
+        if self._allowed.size == 0:
             raise DatasetError(f"user {user.user} has no item left to sample training negatives from")
 
     def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        return self._pool[rng.integers(0, len(self._pool), size=count)]
+        return self._allowed.item(rng.integers(0, self._allowed.size, size=count))
