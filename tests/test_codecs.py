@@ -1,10 +1,12 @@
 """Codecs: exact round trips, byte counts equal to Flower's serialization, hostile payloads."""
 
+import io
+
 import numpy as np
 import pytest
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 
-from fedras_flwr.codecs import ItemUpdate, PayloadError, available_codecs, make_codec, wire_bytes
+from fedras_flwr.codecs import ItemUpdate, PayloadError, available_codecs, make_codec, serialized_size, wire_bytes
 from fedras_flwr.config import RunConfig
 
 NUM_ITEMS, DIM = 50, 6
@@ -224,3 +226,18 @@ def test_quant_levels():
     arrays = codec.encode(update, 1)
     assert arrays[2].nbytes == 1  # four 2-bit codes in one byte
     np.testing.assert_allclose(codec.decode(arrays, 1).rows, update.rows, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.zeros((3, 4), np.float32), np.zeros(0, np.uint8), np.array(5.0), np.zeros((2, 3), ">f8"),
+        np.asfortranarray(np.ones((3, 5), np.float16)), np.ones((4, 6), np.int64)[:, ::2], np.zeros((1,) * 40, np.bool_),
+        np.zeros((7, 2), np.complex64), np.zeros((2,), dtype=[("a", "<i4"), ("b", ">f8")]),
+    ],
+    ids=["f32", "empty", "0-d", "big-endian", "fortran", "strided", "40-d", "complex", "structured"],
+)
+def test_serialized_size_is_what_np_save_writes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    assert serialized_size(array) == len(buffer.getvalue())

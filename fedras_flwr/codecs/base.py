@@ -11,6 +11,7 @@ and registered automatically.
 
 from __future__ import annotations
 
+import functools
 import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -45,9 +46,22 @@ def merge_updates(first: ItemUpdate, second: ItemUpdate) -> ItemUpdate:
 
 
 def serialized_size(array: np.ndarray) -> int:
-    """Bytes of `array` as Flower ships it (`np.save`, allow_pickle=False: header + raw data)."""
+    """Bytes of `array` as Flower ships it (`np.save`, allow_pickle=False): the .npy header np.save
+    writes for this dtype, layout and shape, plus the raw data. Counted, not serialized: the server
+    sizes every upload (tests/test_codecs.py checks it against np.save)."""
+    fortran_order = bool(array.flags.f_contiguous and not array.flags.c_contiguous)
+    return _npy_header_size(array.dtype, fortran_order, array.shape) + array.nbytes
+
+
+@functools.lru_cache(maxsize=4096)
+def _npy_header_size(dtype: np.dtype, fortran_order: bool, shape: tuple[int, ...]) -> int:
     buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran_order, "shape": shape}
+    try:
+        np.lib.format.write_array_header_1_0(buffer, header)
+    except ValueError:  # a header too long for format 1.0: np.save then writes 2.0
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_2_0(buffer, header)
     return buffer.getbuffer().nbytes
 
 
