@@ -14,7 +14,7 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 
 from fedras_flwr.checkpoint import CheckpointError, SnapshotFolder
-from fedras_flwr.codecs import ItemUpdate, PayloadError, make_codec, merge_updates, wire_bytes
+from fedras_flwr.codecs import ItemUpdate, PayloadError, make_codec, merge_updates, serialized_size, wire_bytes
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data.split import PURPOSE_INIT, NegativeSampler, SplitDataset, user_rng
 from fedras_flwr.downlink import FULL, Broadcast, TableBroadcaster, TableReceiver
@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 PURPOSE_SERVER_INIT = 100
 PURPOSE_SAMPLE_USERS = 101
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def dense_upload_bytes(num_items: int, dim: int) -> int:
+    """Exact wire size of the uncompressed upload, the full M x d float32 table."""
+    return serialized_size(np.empty((num_items, dim), np.float32))
 
 
 def make_model(cfg: RunConfig) -> Backbone:
@@ -109,7 +114,7 @@ class ClientWorker:
         self.hetero = Heterogeneity(cfg)
         self.node_config = {k: v for k, v in (node_config or {}).items() if k in ("device-tier", "uplink-kbps", "downlink-kbps")}
         self._profiles: dict[int, Profile] = {}
-        self._dense_upload = wire_bytes([np.empty((split.num_items, self.backbone.item_dim), np.float32)])
+        self._dense_upload = dense_upload_bytes(split.num_items, self.backbone.item_dim)
         num_dense = len(self.backbone.init_dense(np.random.default_rng(0)))
         self.receiver = TableReceiver(cfg, split.num_items, self.backbone.item_dim, num_dense)
         self._samplers: dict[int, NegativeSampler] = {}
@@ -313,6 +318,8 @@ class FederatedServer:
         self.broadcaster = TableBroadcaster(cfg, num_items, self.backbone.item_dim)
         self.hetero = Heterogeneity(cfg)
         self.deadline = cfg.deadline_seconds if cfg.deadline_seconds > 0 else float("inf")
+        # an upload larger than this is rejected unread: twice the dense table is more than any codec needs
+        self.max_upload_bytes = cfg.max_upload_bytes or 2 * dense_upload_bytes(num_items, self.backbone.item_dim)
 
     def round_plan(self, down_bytes: int) -> RoundPlan:
         return RoundPlan(deadline=self.deadline, down_bytes=down_bytes)
@@ -447,11 +454,6 @@ class FederatedServer:
             return f"{valid} valid client updates (min-fit-clients {self.cfg.min_fit_clients})"
         return ""
 
-    @property
-    def max_upload_bytes(self) -> int:
-        """`max-upload-bytes`, or twice the dense float32 table: more than any codec needs."""
-        return self.cfg.max_upload_bytes or 2 * wire_bytes([np.empty((self.num_items, self.backbone.item_dim), np.float32)])
-
     def validate(self, update: ClientUpdate, server_round: int) -> tuple[int, ItemUpdate, list[np.ndarray]]:
         """Size, decoded update and dense weights of an upload (clipped to `clip-norm` if set);
         PayloadError on anything malformed, so a hostile client cannot crash or poison the server."""
@@ -461,7 +463,7 @@ class FederatedServer:
         size = wire_bytes(update.payload)
         if size > self.max_upload_bytes:
             raise PayloadError(f"upload of {size:,} B exceeds max-upload-bytes ({self.max_upload_bytes:,} B)")
-        decoded = self._check_decoded(self.codec.decode(update.payload, server_round))
+        decoded = self.codec.check_decoded(self.codec.decode(update.payload, server_round))
         self._check_dense(update.dense)
         if self.hetero.enabled and not 0 <= update.tier < len(self.hetero.compute):
             raise PayloadError(f"unknown compute tier index {update.tier}")
@@ -471,17 +473,6 @@ class FederatedServer:
         if not np.all(np.abs(stepped) <= _FLOAT32_MAX):
             raise PayloadError("the update alone would overflow the float32 item table (set clip-norm)")
         return size, decoded, dense
-
-    def _check_decoded(self, decoded: ItemUpdate) -> ItemUpdate:
-        """Whatever the codec: ids sorted, unique and in the catalogue; one finite float32 row per id."""
-        ids, rows = decoded.ids, decoded.rows
-        if ids.ndim != 1 or ids.dtype.kind not in "iu" or np.any(np.diff(ids) <= 0) or (
-            len(ids) and (ids[0] < 0 or ids[-1] >= self.num_items)
-        ):
-            raise PayloadError(f"decoded item ids must be sorted, unique and in [0, {self.num_items})")
-        if rows.shape != (len(ids), self.backbone.item_dim) or not np.all(np.isfinite(rows)):
-            raise PayloadError(f"decoded rows must be finite with shape ({len(ids)}, {self.backbone.item_dim})")
-        return ItemUpdate(ids.astype(np.int64, copy=False), rows.astype(np.float32, copy=False))
 
     def _clip(self, decoded: ItemUpdate, dense: Sequence[np.ndarray]) -> tuple[ItemUpdate, list[np.ndarray]]:
         """Scale the update (item rows and the change of the dense weights) to L2 norm <= clip-norm."""

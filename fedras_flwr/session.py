@@ -97,6 +97,7 @@ class ServerSession:
         self.server = FederatedServer(cfg, num_items, users)
         info = {"num-users": len(users), "num-items": num_items, **run_info}
         self.start_round = 0
+        self.run_key = run_key(cfg)
         self.node_versions: dict[int, int] = {}  # table version each node (by partition id) holds
         self.resume_state_dir: Path | None = None  # where nodes find the snapshots of the resumed round
         if resume is None:
@@ -141,7 +142,7 @@ class ServerSession:
     def node_instructions(self) -> dict[str, str | int]:
         """What every node message carries besides the round: where to write and read snapshots."""
         return {
-            "run-key": run_key(self.cfg), "state-dir": str(self.client_state_dir),
+            "run-key": self.run_key, "state-dir": str(self.client_state_dir),
             "resume-round": self.start_round, "resume-state-dir": str(self.resume_state_dir or self.client_state_dir),
         }
 

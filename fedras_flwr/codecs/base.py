@@ -143,8 +143,16 @@ class Codec(ABC):
         if rows.shape != (count, self.dim):
             raise PayloadError(f"{self.name}: rows have shape {rows.shape}, expected {(count, self.dim)}")
         if not np.all(np.isfinite(rows)):
-            raise PayloadError(f"{self.name}: rows contain NaN or infinity")
+            raise PayloadError(f"{self.name}: rows contain NaN or infinity: they must be finite")
         return rows.astype(np.float32, copy=False)
+
+    def check_decoded(self, update: ItemUpdate) -> ItemUpdate:
+        """What the server relies on, whatever the codec: 1-D integer ids, sorted, unique and in the
+        catalogue, and one finite float32 row per id (catches what a decoder let through)."""
+        if update.ids.ndim != 1 or update.ids.dtype.kind not in "iu":
+            raise PayloadError(f"{self.name}: decoded item ids must be a 1-D integer array")
+        ids = self._check_ids(update.ids)
+        return ItemUpdate(ids, self._check_rows(update.rows, len(ids)))
 
 
 def codec_registry() -> dict[str, type[Codec]]:
