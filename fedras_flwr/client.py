@@ -12,7 +12,7 @@ from flwr.app import Array
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data import load_split
 from fedras_flwr.checkpoint import SnapshotFolder
-from fedras_flwr.federation import ClientWorker, RoundPlan, node_snapshots, partition_users
+from fedras_flwr.federation import ClientWorker, FitOutcome, RoundPlan, node_snapshots, partition_users
 from fedras_flwr.wire import pack_ranks, pack_updates, pack_vector, unpack_vector
 
 STATE_KEY = "fedras-user-embeddings"
@@ -121,15 +121,16 @@ class FedRASClient(NumPyClient):
         nodes (no users, no table) so that every node snapshots its state as of that round."""
         users = self._asked_users(config)
         self._resume(config)
-        updates = []
+        outcome = FitOutcome([])
         if users:
             table = self.worker.receive(self.store, parameters, str(config["downlink"]), int(config["table-version"]))
             deadline = float(config["deadline"])
-            plan = RoundPlan(deadline=deadline if deadline >= 0 else float("inf"), down_bytes=int(config["down-bytes"]))
-            updates = self.worker.fit(users, table, int(config["server-round"]), self.store, plan)
+            down_bytes = unpack_vector(config["down-bytes"], "<i8", "down-bytes").tolist()
+            plan = RoundPlan(deadline=deadline if deadline >= 0 else float("inf"), down_bytes=dict(zip(users, down_bytes)))
+            outcome = self.worker.fit(users, table, int(config["server-round"]), self.store, plan)
         snapshot = self._snapshot(config)
-        arrays, metrics = pack_updates(updates, self.worker.codec)
-        return arrays, sum(u.num_examples for u in updates), {**metrics, **snapshot}
+        arrays, metrics = pack_updates(outcome, self.worker.codec)
+        return arrays, sum(u.num_examples for u in outcome.updates), {**metrics, **snapshot}
 
     def evaluate(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[float, int, dict[str, Scalar]]:
         self._resume(config)

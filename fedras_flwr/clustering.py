@@ -53,6 +53,8 @@ def kmeans(x: np.ndarray, k: int, iterations: int, seed: int, spherical: bool = 
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not 1 <= k < len(x):
         raise ValueError(f"k-means needs 1 <= k < rows, got k={k} for {len(x)} rows")
+    if not np.all(np.isfinite(x)):  # faiss would abort the whole process on them
+        raise ValueError("k-means input holds NaN or infinite values")
     params = faiss.ClusteringParameters()
     params.niter, params.seed, params.spherical, params.verbose = iterations, seed, spherical, False
     params.min_points_per_centroid, params.max_points_per_centroid = 1, 1 << 30

@@ -38,19 +38,22 @@ class RunConfig:
     init_std: float = 0.1
     local_epochs: int = 2
     batch_size: int = 64
-    lr: float = 4.0
-    optimizer: str = "sgd"
+    lr: float = 0.0  # 0: the model's default (MODEL_DEFAULTS)
+    optimizer: str = "auto"  # auto: the model's default (MODEL_DEFAULTS)
     weight_decay: float = 0.0
     num_negatives: int = 4
+    divergence_limit: float = 1000.0
     # federation
     num_server_rounds: int = 100
     clients_per_round: int = 100
     server_lr: float = 1.0
+    server_decay: float = 0.0
     aggregation_weighting: str = "uniform"
     codec: str = "fedras"
     reference_embedding_dim: int = 0
     downlink: str = "dense"
     downlink_actions: int = 256
+    dense_upload: str = "auto"
     # fedras codec
     num_actions: int = 8
     cluster_on: str = "delta"
@@ -91,10 +94,29 @@ class RunConfig:
     topk: str = "10"
     eval_every: int = 10
     seed: int = 0
+    split_seed: int = 0
     out_dir: str = ""
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    @property
+    def effective_optimizer(self) -> str:
+        """`optimizer`, or the model's default when it is `auto`."""
+        return MODEL_DEFAULTS[self.model][0] if self.optimizer == "auto" else self.optimizer
+
+    @property
+    def effective_lr(self) -> float:
+        """`lr`, or the model's default when it is 0."""
+        return MODEL_DEFAULTS[self.model][1] if self.lr == 0 else self.lr
+
+    @property
+    def effective_dense_upload(self) -> str:
+        """`dense-upload`, or its default: the reference codecs (dense, sparse) send the float32 weights
+        as they are, every lossy codec sends them as 8-bit deltas."""
+        if self.dense_upload != "auto":
+            return self.dense_upload
+        return "float32" if self.codec in LOSSLESS_CODECS else "int8"
 
     @property
     def reference_dim(self) -> int:
@@ -153,6 +175,13 @@ def parse_int_list(text: str, key: str) -> list[int]:
     return values
 
 
+#: Local-training defaults per model (optimizer, lr), used when `optimizer = "auto"` / `lr = 0`. MF's
+#: plain SGD needs a large lr because the loss is a batch mean; NeuMF's MLP diverges at that lr (loss 899
+#: in round 2 on ML-100K) and learns with Adam (README "Models").
+MODEL_DEFAULTS: dict[str, tuple[str, float]] = {"mf": ("sgd", 4.0), "neumf": ("adam", 1e-3)}
+#: Codecs that send the update exactly as it is (the byte references); every other codec is lossy.
+LOSSLESS_CODECS = ("dense", "sparse")
+
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 
@@ -169,20 +198,29 @@ def _coerce(key: str, value: Any, type_name: Any) -> Any:
 
 _CHOICES = {
     "model": ("mf", "neumf"),
-    "optimizer": ("sgd", "adam"),
+    "optimizer": ("auto", "sgd", "adam"),
+    "dense_upload": ("auto", "float32", "float16", "int8"),
     "aggregation_weighting": ("uniform", "examples"),
     "cluster_on": ("delta", "direction"),
     "centroid_dtype": ("float16", "float32"),
-    "entropy_coding": ("none", "zstd"),
+    "entropy_coding": ("none", "range"),
     "quant_bits": (2, 4, 8),
     "downlink": ("dense", "actions"),
     "hetero": ("none", "homogeneous", "uniform", "mostly-slow", "mixed"),
     "k_policy": ("fixed", "deadline", "target-ratio"),
     "stragglers": ("wait", "drop"),
 }
+#: every count-like knob: a zero or negative value would make a run "complete" with meaningless results
 _POSITIVE = (
     "embedding_dim", "local_epochs", "batch_size", "num_server_rounds", "clients_per_round",
     "eval_every", "num_eval_negatives", "synthetic_users", "synthetic_items", "synthetic_mean_interactions",
+    "num_actions", "downlink_actions", "kmeans_iters", "svd_rank", "colr_rank", "min_fit_clients", "init_std",
+)
+#: knobs where 0 has a meaning (off, or "use the default") but a negative value has none
+_NON_NEGATIVE = (
+    "num_negatives", "weight_decay", "lr", "server_decay", "divergence_limit", "reference_embedding_dim",
+    "clip_norm", "max_upload_bytes", "round_timeout", "checkpoint_every", "hetero_jitter", "deadline_seconds",
+    "seed", "split_seed",
 )
 
 
@@ -191,23 +229,22 @@ def _validate(cfg: RunConfig) -> None:
         if getattr(cfg, name) not in choices:
             raise ConfigError(f"{name.replace('_', '-')} must be one of {choices}, got {getattr(cfg, name)!r}")
     for name in _POSITIVE:
-        if getattr(cfg, name) <= 0:
+        if not getattr(cfg, name) > 0:  # also catches NaN
             raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {getattr(cfg, name)}")
-    if cfg.num_negatives < 0 or cfg.weight_decay < 0 or cfg.lr <= 0 or cfg.server_lr <= 0:
-        raise ConfigError("num-negatives and weight-decay must be >= 0; lr and server-lr must be > 0")
+    for name in _NON_NEGATIVE:
+        if not getattr(cfg, name) >= 0:  # also catches NaN
+            raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
+    if not cfg.server_lr > 0 or not cfg.server_decay < 1:
+        raise ConfigError(f"server-lr must be > 0 and server-decay in [0, 1), got {cfg.server_lr}, {cfg.server_decay}")
     if not 0.0 < cfg.topk_fraction <= 1.0:
         raise ConfigError(f"topk-fraction must be in (0, 1], got {cfg.topk_fraction}")
     if not 0.0 < cfg.deadline_quantile <= 1.0 or cfg.deadline_seconds < 0 or not 0.0 < cfg.target_ratio <= 1.0:
         raise ConfigError("deadline-quantile and target-ratio must be in (0, 1]; deadline-seconds >= 0")
-    if cfg.hetero_jitter < 0 or cfg.seconds_per_example <= 0 or cfg.seconds_per_flop <= 0:
-        raise ConfigError("hetero-jitter must be >= 0; seconds-per-example and seconds-per-flop > 0")
+    if not (cfg.seconds_per_example > 0 and cfg.seconds_per_flop > 0):
+        raise ConfigError("seconds-per-example and seconds-per-flop must be > 0")
     cfg.k_candidate_list  # noqa: B018
-    if cfg.reference_embedding_dim < 0:
-        raise ConfigError("reference-embedding-dim must be >= 0 (0: the model's own embedding-dim)")
-    if cfg.clip_norm < 0 or cfg.max_upload_bytes < 0 or cfg.round_timeout < 0 or cfg.checkpoint_every < 0:
-        raise ConfigError("clip-norm, max-upload-bytes, round-timeout and checkpoint-every must be >= 0 (0: off)")
-    if not 0.0 <= cfg.max_failure_fraction <= 1.0 or cfg.min_fit_clients < 1:
-        raise ConfigError("max-failure-fraction must be in [0, 1] and min-fit-clients >= 1")
+    if not 0.0 <= cfg.max_failure_fraction <= 1.0:
+        raise ConfigError("max-failure-fraction must be in [0, 1]")
     if cfg.min_user_interactions < 3:
         raise ConfigError("min-user-interactions must be >= 3 (one training, one validation and one test item)")
     cfg.topk_list  # noqa: B018 - parse to validate
@@ -216,3 +253,5 @@ def _validate(cfg: RunConfig) -> None:
 
     if cfg.codec not in available_codecs():
         raise ConfigError(f"codec must be one of {available_codecs()}, got {cfg.codec!r}")
+    if cfg.codec in LOSSLESS_CODECS and cfg.dense_upload not in ("auto", "float32"):
+        raise ConfigError(f"codec {cfg.codec!r} is a lossless reference: dense-upload must be auto or float32")

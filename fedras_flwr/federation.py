@@ -7,21 +7,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
 from fedras_flwr.checkpoint import CheckpointError, SnapshotFolder
-from fedras_flwr.codecs import ItemUpdate, PayloadError, make_codec, merge_updates, serialized_size, wire_bytes
+from fedras_flwr.codecs import ItemUpdate, PayloadError, WeightsCodec, make_codec, merge_updates, shaped_size, wire_bytes
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data.split import PURPOSE_INIT, NegativeSampler, SplitDataset, user_rng
 from fedras_flwr.downlink import FULL, Broadcast, TableBroadcaster, TableReceiver
 from fedras_flwr.hetero import Heterogeneity, Profile, choose_k
 from fedras_flwr.metrics import ranking_report
 from fedras_flwr.models import Backbone, make_backbone
-from fedras_flwr.training import UserRanks, rank_user, train_user
+from fedras_flwr.training import DivergenceError, UserRanks, rank_user, train_user
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +30,37 @@ PURPOSE_SAMPLE_USERS = 101
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def dense_upload_bytes(num_items: int, dim: int) -> int:
-    """Exact wire size of the uncompressed upload, the full M x d float32 table."""
-    return serialized_size(np.empty((num_items, dim), np.float32))
-
-
 def make_model(cfg: RunConfig) -> Backbone:
     return make_backbone(cfg.model, cfg.embedding_dim, cfg.mlp_layer_sizes)
+
+
+def make_weights_codec(cfg: RunConfig, backbone: Backbone) -> WeightsCodec:
+    return WeightsCodec(cfg.effective_dense_upload, [w.shape for w in backbone.init_dense(np.random.default_rng(0))])
+
+
+@dataclass(frozen=True)
+class ByteReferences:
+    """Exact wire sizes of the two reference uploads, serialized like every upload (.npy headers
+    included) at the reference embedding size: `dense` = the full float32 item table + the float32
+    dense weights (FedMF / FedAvg); `sparse(rows)` = int32 ids + float32 touched rows + the float32
+    dense weights (the lossless baseline). A dense run is thus 0.00 % below `dense`, a sparse run 0.00 %
+    below `sparse`."""
+
+    num_items: int
+    item_dim: int
+    weights: int  # bytes of the float32 dense weights (0 for MF)
+
+    @classmethod
+    def for_run(cls, cfg: RunConfig, num_items: int) -> "ByteReferences":
+        backbone = make_backbone(cfg.model, cfg.reference_dim, cfg.mlp_layer_sizes)
+        return cls(num_items, backbone.item_dim, wire_bytes(backbone.init_dense(np.random.default_rng(0))))
+
+    @property
+    def dense(self) -> int:
+        return shaped_size((self.num_items, self.item_dim), np.float32) + self.weights
+
+    def sparse(self, rows: int) -> int:
+        return shaped_size((rows,), np.int32) + shaped_size((rows, self.item_dim), np.float32) + self.weights
 
 
 def partition_users(num_users: int, partition_id: int, num_partitions: int) -> list[int]:
@@ -81,7 +105,7 @@ class ClientUpdate:
 
     user: int
     payload: list[np.ndarray]  # the codec's arrays
-    dense: list[np.ndarray]  # updated shared dense weights (NeuMF), [] for MF
+    dense: list[np.ndarray]  # the dense weights' arrays as `WeightsCodec` encodes them (NeuMF), [] for MF
     num_examples: int
     train_loss: float
     recon_error: float  # ||D - decode(encode(D))|| / ||D||, measured by the client on its own upload
@@ -95,7 +119,17 @@ class RoundPlan:
     """What the server tells the clients of a round besides the table."""
 
     deadline: float = float("inf")  # seconds (deadline policy)
-    down_bytes: int = 0  # size of the downlink message the client received
+    #: per user, the bytes of the downlink it received (what one device per user would download)
+    down_bytes: Mapping[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """What a client's users produced in one round: their uploads, and the users whose training
+    diverged (skipped, their state not saved)."""
+
+    updates: list[ClientUpdate]
+    failed_users: list[int] = field(default_factory=list)
 
 
 def split_global_arrays(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -114,7 +148,8 @@ class ClientWorker:
         self.hetero = Heterogeneity(cfg)
         self.node_config = {k: v for k, v in (node_config or {}).items() if k in ("device-tier", "uplink-kbps", "downlink-kbps")}
         self._profiles: dict[int, Profile] = {}
-        self._dense_upload = dense_upload_bytes(split.num_items, self.backbone.item_dim)
+        self.weights_codec = make_weights_codec(cfg, self.backbone)
+        self.references = ByteReferences.for_run(cfg, split.num_items)
         num_dense = len(self.backbone.init_dense(np.random.default_rng(0)))
         self.receiver = TableReceiver(cfg, split.num_items, self.backbone.item_dim, num_dense)
         self._samplers: dict[int, NegativeSampler] = {}
@@ -147,58 +182,73 @@ class ClientWorker:
         server_round: int,
         store: UserStore,
         plan: RoundPlan = RoundPlan(),
-    ) -> list[ClientUpdate]:
-        item_table, dense = split_global_arrays(global_arrays)
-        updates = []
+    ) -> FitOutcome:
+        """Train and encode each user; a user whose training diverges is skipped and logged, and its
+        state is left as it was, so the other users of this client still land."""
+        outcome = FitOutcome([])
         for user in users:
-            result = train_user(
-                self.backbone, self.cfg, self.split.users[user], self._sampler(user),
-                self.user_vector(store, user), item_table, dense, server_round,
-                self.codec.gradient_projector(server_round),
-            )
-            store.put(state_key(user, "vector"), result.user_vector)
-            update = ItemUpdate(ids=result.touched, rows=result.delta)
-            if self.cfg.error_feedback:
-                update = self._add_residual(store, user, update)
-            profile = self.hetero.jittered(self.profile(user), user, server_round) if self.hetero.enabled else None
-            k = self._choose_actions(update, profile, plan, result.num_examples)
-            payload = self.codec.encode(update, server_round, num_actions=k) if k else self.codec.encode(update, server_round)
-            sent = self.codec.decode(payload, server_round)
-            error = _relative_error(update, sent)
-            if self.cfg.error_feedback:
-                self._keep_residual(store, user, update, sent)
-            timing = self._timing(profile, plan, result.num_examples, len(update.ids), payload) if profile else {}
-            updates.append(
-                ClientUpdate(user, payload, result.dense, result.num_examples, result.train_loss, error, **timing)
-            )
-        return updates
+            try:
+                outcome.updates.append(self._fit_user(user, global_arrays, server_round, store, plan))
+            except DivergenceError as err:
+                log.warning("round %d: user %d skipped, its training diverged: %s", server_round, user, err)
+                outcome.failed_users.append(user)
+        return outcome
+
+    def _fit_user(
+        self, user: int, global_arrays: Sequence[np.ndarray], server_round: int, store: UserStore, plan: RoundPlan
+    ) -> ClientUpdate:
+        item_table, dense = split_global_arrays(global_arrays)
+        result = train_user(
+            self.backbone, self.cfg, self.split.users[user], self._sampler(user),
+            self.user_vector(store, user), item_table, dense, server_round,
+            self.codec.update_basis(server_round),
+        )
+        update = ItemUpdate(ids=result.touched, rows=result.delta)
+        if self.cfg.error_feedback:
+            update = self._add_residual(store, user, update)
+        weights = self.weights_codec.encode(result.dense, dense)
+        profile = self.hetero.jittered(self.profile(user), user, server_round) if self.hetero.enabled else None
+        down_bytes = plan.down_bytes.get(user, 0)
+        k = self._choose_actions(update, profile, down_bytes, plan.deadline, result.num_examples, wire_bytes(weights))
+        payload = self.codec.encode(update, server_round, num_actions=k) if k else self.codec.encode(update, server_round)
+        sent = self.codec.decode(payload, server_round)
+        error = _relative_error(update, sent)
+        store.put(state_key(user, "vector"), result.user_vector)  # only once the user's round succeeded
+        if self.cfg.error_feedback:
+            self._keep_residual(store, user, update, sent)
+        timing = self._timing(profile, down_bytes, result.num_examples, len(update.ids), payload, weights) if profile else {}
+        return ClientUpdate(user, payload, weights, result.num_examples, result.train_loss, error, **timing)
 
     def _timing(
-        self, profile: Profile, plan: RoundPlan, examples: int, rows: int, payload: list[np.ndarray]
+        self, profile: Profile, down_bytes: int, examples: int, rows: int, payload: list[np.ndarray], weights: list[np.ndarray]
     ) -> dict[str, float | int]:
         """Simulated seconds of this round, the same with a dense upload, and the compute tier."""
         actions = self.codec.num_actions(payload) or 0  # clustering cost only for codecs with actions
+        up_bytes = wire_bytes(payload) + wire_bytes(weights)
         return {
-            "sim_time": self.hetero.seconds(profile, plan.down_bytes, examples, rows, actions, wire_bytes(payload)),
-            "dense_time": self.hetero.seconds(profile, plan.down_bytes, examples, rows, 0, self._dense_upload),
+            "sim_time": self.hetero.seconds(profile, down_bytes, examples, rows, actions, up_bytes),
+            "dense_time": self.hetero.seconds(profile, down_bytes, examples, rows, 0, self.references.dense),
             "tier": [t.name for t in self.hetero.compute].index(profile.device),
         }
 
-    def _choose_actions(self, update: ItemUpdate, profile: Profile | None, plan: RoundPlan, examples: int) -> int | None:
-        """K for an adaptive codec under the configured policy (None: the codec's own setting)."""
+    def _choose_actions(
+        self, update: ItemUpdate, profile: Profile | None, down_bytes: int, deadline: float, examples: int, weight_bytes: int
+    ) -> int | None:
+        """K for an adaptive codec under the configured policy (None: the codec's own setting). The
+        bytes at K are the whole upload: the actions and the dense weights."""
         if not self.codec.adaptive or self.cfg.k_policy == "fixed":
             return None
         rows = len(update.ids)
 
         def bytes_at(k: int) -> int:
-            return self.codec.predicted_bytes(update, k)
+            return self.codec.predicted_bytes(update, k) + weight_bytes
 
         def time_at(k: int) -> float:
             if profile is None:
                 return 0.0
-            return self.hetero.seconds(profile, plan.down_bytes, examples, rows, k, bytes_at(k))
+            return self.hetero.seconds(profile, down_bytes, examples, rows, k, bytes_at(k))
 
-        return choose_k(self.cfg, self.cfg.k_candidate_list, rows, time_at, bytes_at, self._dense_upload, plan.deadline)
+        return choose_k(self.cfg, self.cfg.k_candidate_list, rows, time_at, bytes_at, self.references.dense, deadline)
 
     @staticmethod
     def _add_residual(store: UserStore, user: int, update: ItemUpdate) -> ItemUpdate:
@@ -263,11 +313,13 @@ def _relative_error(update: ItemUpdate, sent: ItemUpdate) -> float:
 
 @dataclass(frozen=True)
 class RoundFailures:
-    """SuperNodes of a round that did not deliver a usable reply (Flower failure, timeout, broken reply)."""
+    """What of a round did not arrive: SuperNodes without a usable reply (Flower failure, timeout, broken
+    reply), the sampled users they hosted, and users whose own training diverged (reported by their node)."""
 
     nodes_asked: int = 0
     nodes_failed: int = 0
     users_lost: int = 0  # sampled users hosted by the failed nodes
+    users_failed: int = 0  # sampled users skipped by their node because their training diverged
 
     @property
     def fraction(self) -> float:
@@ -275,14 +327,29 @@ class RoundFailures:
 
 
 @dataclass(frozen=True)
+class UploadBytes:
+    """Sums over a round's uploads that reached the server and decoded (aggregated or not: they were
+    sent), with the references computed for the same uploads."""
+
+    count: int = 0
+    total: int = 0  # exact serialized bytes of everything the clients sent: codec arrays + dense weights
+    weights: int = 0  # the dense-weight part of `total`
+    dense_ref: int = 0
+    sparse_ref: int = 0
+    plain: int = 0  # the same uploads in the codec's plain layout (differs from `total` with entropy coding)
+
+    def mean(self, name: str) -> float:
+        return getattr(self, name) / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True)
 class RoundTrainStats:
-    """What the server measured while aggregating one round (bytes are per client upload, means)."""
+    """What the server measured while aggregating one round."""
 
     clients: int
     rejected: int
     train_loss: float
-    up_bytes: float
-    up_bytes_sparse_ref: float
+    uploads: UploadBytes
     touched_rows: float
     up_numbers: float
     up_numbers_sparse_ref: float
@@ -297,9 +364,17 @@ class RoundTrainStats:
     rejections: tuple[tuple[int, str], ...] = ()  # (user, reason) of every rejected upload
 
     @classmethod
-    def empty(cls, rejected: int = 0) -> "RoundTrainStats":
+    def empty(cls, rejected: int = 0, uploads: UploadBytes = UploadBytes()) -> "RoundTrainStats":
         nan = float("nan")
-        return cls(0, rejected, nan, 0.0, 0.0, 0.0, 0.0, 0.0, None, nan)
+        return cls(0, rejected, nan, uploads, 0.0, 0.0, 0.0, None, nan)
+
+
+@dataclass(frozen=True)
+class _ValidUpload:
+    update: ClientUpdate
+    size: int  # exact bytes of the whole upload
+    decoded: ItemUpdate
+    weights: list[np.ndarray]  # the decoded dense weights
 
 
 class FederatedServer:
@@ -314,15 +389,18 @@ class FederatedServer:
         rng = np.random.default_rng([cfg.seed, PURPOSE_SERVER_INIT])
         self.item_table = self.backbone.init_items(num_items, cfg.init_std, rng)
         self.dense = self.backbone.init_dense(rng)
-        self.reference_dim = make_backbone(cfg.model, cfg.reference_dim, cfg.mlp_layer_sizes).item_dim
+        self.weights_codec = make_weights_codec(cfg, self.backbone)
+        self.references = ByteReferences.for_run(cfg, num_items)
+        self.reference_dim = self.references.item_dim
         self.broadcaster = TableBroadcaster(cfg, num_items, self.backbone.item_dim)
         self.hetero = Heterogeneity(cfg)
         self.deadline = cfg.deadline_seconds if cfg.deadline_seconds > 0 else float("inf")
-        # an upload larger than this is rejected unread: twice the dense table is more than any codec needs
-        self.max_upload_bytes = cfg.max_upload_bytes or 2 * dense_upload_bytes(num_items, self.backbone.item_dim)
+        # an upload larger than this is rejected unread: twice the dense upload is more than any codec needs
+        own_dense = ByteReferences.for_run(cfg.replace(reference_embedding_dim=0), num_items).dense
+        self.max_upload_bytes = cfg.max_upload_bytes or 2 * own_dense
 
-    def round_plan(self, down_bytes: int) -> RoundPlan:
-        return RoundPlan(deadline=self.deadline, down_bytes=down_bytes)
+    def round_plan(self, down_bytes: Mapping[int, int]) -> RoundPlan:
+        return RoundPlan(deadline=self.deadline, down_bytes=dict(down_bytes))
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Arrays and scalars a checkpoint needs to continue this server bit for bit."""
@@ -349,14 +427,13 @@ class FederatedServer:
         """The training downlink for a node holding table `holder_version` (None: unknown)."""
         return self.broadcaster.message(holder_version, self.item_table, self.dense)
 
+    def downlink_bytes(self, holder_version: int | None) -> int:
+        """Exact bytes of the downlink a client holding table `holder_version` receives now."""
+        return wire_bytes(self.broadcast(holder_version).arrays)
+
     @property
     def table_version(self) -> int:
         return self.broadcaster.version
-
-    @property
-    def up_bytes_dense_ref(self) -> int:
-        """CoLR / PFedRec reference: the full float32 table, M x d x 4 bytes (d = reference dim)."""
-        return self.num_items * self.reference_dim * 4
 
     def sample_users(self, server_round: int) -> list[int]:
         """Uniform without replacement over users (not nodes), seeded by (seed, round)."""
@@ -371,77 +448,89 @@ class FederatedServer:
     def aggregate(
         self, updates: Sequence[ClientUpdate], server_round: int, failures: RoundFailures = RoundFailures()
     ) -> RoundTrainStats:
-        """Per-item mean over the clients that touched each item, then Q[i] += server_lr * mean_i.
+        """Per-item mean over the clients that touched each item, then
+        Q[i] += server_lr * mean_i - server_decay * Q[i] for those items.
 
         Updates are folded in user order, so the result does not depend on how users are spread over
         SuperNodes or in which order replies arrive. An invalid upload is rejected alone (`validate`).
         The round is skipped, leaving the global model as it was, when more SuperNodes failed than
         `max-failure-fraction` allows, fewer than `min-fit-clients` valid updates remain, or the
         compressed downlink cannot encode the step. (The mean step cannot overflow the table: each
-        accepted update alone does not, and a mean never exceeds its largest term.)
+        accepted update alone does not, a mean never exceeds its largest term, and decay shrinks rows.)
         """
-        dim = self.backbone.item_dim
-        row_sums = np.zeros((self.num_items, dim), dtype=np.float64)
-        row_weights = np.zeros(self.num_items, dtype=np.float64)
-        dense_sums = [np.zeros(w.shape, dtype=np.float64) for w in self.dense]
         valid, rejections = [], []
         for update in sorted(updates, key=lambda u: u.user):
             try:
-                valid.append((update, *self.validate(update, server_round)))
+                valid.append(self.validate(update, server_round))
             except PayloadError as err:
                 log.warning("round %d: rejected the upload of user %d: %s", server_round, update.user, err)
                 rejections.append((update.user, str(err)))
         deadline = self.deadline
-        self._next_deadline([update for update, *_ in valid])  # a rejected upload must not move the deadline
-        stragglers = int(sum(update.sim_time > deadline for update, *_ in valid))
-        accepted: list[tuple[ClientUpdate, int, int]] = []
-        numbers, actions = [], []
-        for update, size, decoded, dense in valid:
-            if self.cfg.stragglers == "drop" and update.sim_time > deadline:
-                continue
-            weight = float(update.num_examples) if self.cfg.aggregation_weighting == "examples" else 1.0
-            row_sums[decoded.ids] += weight * decoded.rows
-            row_weights[decoded.ids] += weight
-            for total, weights in zip(dense_sums, dense):
-                total += update.num_examples * weights
-            accepted.append((update, size, len(decoded.ids)))
-            numbers.append(self.codec.numbers_sent(update.payload, len(decoded.ids)))
-            actions.append(self.codec.num_actions(update.payload))
-        round_time = float(max((update.sim_time for update, *_ in valid), default=0.0))
+        self._next_deadline([v.update for v in valid])  # a rejected upload must not move the deadline
+        stragglers = int(sum(v.update.sim_time > deadline for v in valid))
+        accepted = [v for v in valid if not (self.cfg.stragglers == "drop" and v.update.sim_time > deadline)]
+        round_time = float(max((v.update.sim_time for v in valid), default=0.0))
         if self.cfg.stragglers == "drop":
             round_time = min(round_time, deadline)
         context = {
             "sim_round_time": round_time, "stragglers": stragglers, "deadline": deadline, "failures": failures,
             "rejections": tuple(rejections), "skipped": self._skip_reason(len(accepted), failures),
         }
+        uploads = self._upload_bytes(valid)
         if not accepted:
-            return dataclasses.replace(RoundTrainStats.empty(rejected=len(rejections)), **context)
-        touched = np.flatnonzero(row_weights > 0)
-        step = self.cfg.server_lr * row_sums[touched] / row_weights[touched, None]
+            return dataclasses.replace(RoundTrainStats.empty(len(rejections), uploads), **context)
         if not context["skipped"]:
             try:
-                self.broadcaster.apply(self.item_table, touched, step, server_round)
-                examples = sum(u.num_examples for u, _, _ in accepted)
-                self.dense = [(total / examples).astype(np.float32) for total in dense_sums]
+                self._apply(accepted, server_round)
             except PayloadError as err:  # the downlink could not encode this step: nothing was applied
                 context["skipped"] = f"the downlink step could not be encoded ({err})"
         if context["skipped"]:
             log.warning("round %d: skipped, the global model is unchanged: %s", server_round, context["skipped"])
-        rows = np.array([n for _, _, n in accepted], dtype=np.float64)
+        rows = np.array([len(v.decoded.ids) for v in accepted], dtype=np.float64)
+        actions = [self.codec.num_actions(v.update.payload) for v in accepted]
         known_actions = [k for k in actions if k is not None]
         return RoundTrainStats(
             clients=len(accepted),
             rejected=len(rejections),
-            train_loss=float(np.mean([u.train_loss for u, _, _ in accepted])),
-            up_bytes=float(np.mean([b for _, b, _ in accepted])),
-            up_bytes_sparse_ref=float(np.mean(rows * (self.reference_dim * 4 + 4))),
+            train_loss=float(np.mean([v.update.train_loss for v in accepted])),
+            uploads=uploads,
             touched_rows=float(np.mean(rows)),
-            up_numbers=float(np.mean(numbers)),
+            up_numbers=float(np.mean([self.codec.numbers_sent(v.update.payload, len(v.decoded.ids)) for v in accepted])),
             up_numbers_sparse_ref=float(np.mean(rows * self.reference_dim)),
             mean_k=float(np.mean(known_actions)) if known_actions else None,
-            recon_error=float(np.mean([u.recon_error for u, _, _ in accepted])),
-            k_by_tier=self._k_by_tier(accepted, actions),
+            recon_error=float(np.mean([v.update.recon_error for v in accepted])),
+            k_by_tier=self._k_by_tier([v.update for v in accepted], actions),
             **context,
+        )
+
+    def _apply(self, accepted: Sequence[_ValidUpload], server_round: int) -> None:
+        """The round's step: per-item mean of the accepted rows (and server decay) through the downlink,
+        and the example-weighted mean of the dense weights. All or nothing (PayloadError: nothing changed)."""
+        row_sums = np.zeros((self.num_items, self.backbone.item_dim), dtype=np.float64)
+        row_weights = np.zeros(self.num_items, dtype=np.float64)
+        dense_sums = [np.zeros(w.shape, dtype=np.float64) for w in self.dense]
+        for valid in accepted:
+            weight = float(valid.update.num_examples) if self.cfg.aggregation_weighting == "examples" else 1.0
+            row_sums[valid.decoded.ids] += weight * valid.decoded.rows
+            row_weights[valid.decoded.ids] += weight
+            for total, weights in zip(dense_sums, valid.weights):
+                total += valid.update.num_examples * weights
+        touched = np.flatnonzero(row_weights > 0)
+        step = self.cfg.server_lr * row_sums[touched] / row_weights[touched, None]
+        if self.cfg.server_decay:
+            step -= self.cfg.server_decay * self.item_table[touched]
+        self.broadcaster.apply(self.item_table, touched, step, server_round)
+        examples = sum(v.update.num_examples for v in accepted)
+        self.dense = [(total / examples).astype(np.float32) for total in dense_sums]
+
+    def _upload_bytes(self, valid: Sequence[_ValidUpload]) -> UploadBytes:
+        return UploadBytes(
+            count=len(valid),
+            total=sum(v.size for v in valid),
+            weights=sum(wire_bytes(v.update.dense) for v in valid),
+            dense_ref=len(valid) * self.references.dense,
+            sparse_ref=sum(self.references.sparse(len(v.decoded.ids)) for v in valid),
+            plain=sum(self.codec.plain_bytes(v.update.payload, v.decoded) + wire_bytes(v.update.dense) for v in valid),
         )
 
     def _skip_reason(self, valid: int, failures: RoundFailures) -> str:
@@ -454,25 +543,25 @@ class FederatedServer:
             return f"{valid} valid client updates (min-fit-clients {self.cfg.min_fit_clients})"
         return ""
 
-    def validate(self, update: ClientUpdate, server_round: int) -> tuple[int, ItemUpdate, list[np.ndarray]]:
-        """Size, decoded update and dense weights of an upload (clipped to `clip-norm` if set);
+    def validate(self, update: ClientUpdate, server_round: int) -> _ValidUpload:
+        """Size, decoded update and decoded dense weights of an upload (clipped to `clip-norm` if set);
         PayloadError on anything malformed, so a hostile client cannot crash or poison the server."""
         arrays = [*update.payload, *update.dense]
         if any(not isinstance(a, np.ndarray) or a.dtype.hasobject for a in arrays):
             raise PayloadError("every upload array must be a plain numpy array")
-        size = wire_bytes(update.payload)
+        size = wire_bytes(arrays)
         if size > self.max_upload_bytes:
             raise PayloadError(f"upload of {size:,} B exceeds max-upload-bytes ({self.max_upload_bytes:,} B)")
         decoded = self.codec.check_decoded(self.codec.decode(update.payload, server_round))
-        self._check_dense(update.dense)
+        weights = self.weights_codec.decode(update.dense, self.dense)
         if self.hetero.enabled and not 0 <= update.tier < len(self.hetero.compute):
             raise PayloadError(f"unknown compute tier index {update.tier}")
-        decoded, dense = self._clip(decoded, update.dense)
+        decoded, weights = self._clip(decoded, weights)
         with np.errstate(over="ignore", invalid="ignore"):
             stepped = self.item_table[decoded.ids] + self.cfg.server_lr * decoded.rows.astype(np.float64)
         if not np.all(np.abs(stepped) <= _FLOAT32_MAX):
             raise PayloadError("the update alone would overflow the float32 item table (set clip-norm)")
-        return size, decoded, dense
+        return _ValidUpload(update, size, decoded, weights)
 
     def _clip(self, decoded: ItemUpdate, dense: Sequence[np.ndarray]) -> tuple[ItemUpdate, list[np.ndarray]]:
         """Scale the update (item rows and the change of the dense weights) to L2 norm <= clip-norm."""
@@ -491,19 +580,13 @@ class FederatedServer:
         if self.hetero.enabled and self.cfg.deadline_seconds <= 0 and updates:
             self.deadline = float(np.quantile([u.dense_time for u in updates], self.cfg.deadline_quantile))
 
-    def _k_by_tier(self, accepted: list[tuple[ClientUpdate, int, int]], actions: list[int | None]) -> dict[str, float] | None:
+    def _k_by_tier(self, accepted: list[ClientUpdate], actions: list[int | None]) -> dict[str, float] | None:
         if not self.hetero.enabled or any(k is None for k in actions):
             return None
         by_tier: dict[str, list[int]] = {}
-        for (update, _, _), k in zip(accepted, actions):
+        for update, k in zip(accepted, actions):
             by_tier.setdefault(self.hetero.compute[update.tier].name, []).append(int(k))
         return {tier: float(np.mean(ks)) for tier, ks in sorted(by_tier.items())}
-
-    def _check_dense(self, dense: Sequence[np.ndarray]) -> None:
-        if len(dense) != len(self.dense) or any(
-            w.shape != ref.shape or w.dtype != np.float32 or not np.all(np.isfinite(w)) for w, ref in zip(dense, self.dense)
-        ):
-            raise PayloadError("dense weights have the wrong count, shape or dtype, or are not finite")
 
     def evaluation_report(self, ranks: Sequence[UserRanks]) -> dict[str, float]:
         """HR/NDCG at every configured K, sampled and full, for test and validation items."""

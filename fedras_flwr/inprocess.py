@@ -9,7 +9,7 @@ from typing import Any
 
 from fedras_flwr.config import RunConfig, flat_defaults
 from fedras_flwr.data import load_split
-from fedras_flwr.federation import ClientWorker, MemoryUserStore, node_snapshots
+from fedras_flwr.federation import ClientWorker, MemoryUserStore, RoundFailures, node_snapshots
 from fedras_flwr.session import ServerSession, find_resume_point
 
 
@@ -26,12 +26,12 @@ def run_inprocess(cfg: RunConfig) -> dict[str, Any]:
     worker.resume_once(store, node_snapshots(node["resume-state-dir"], node["run-key"], 0, 1), session.start_round)
     for server_round in range(session.start_round + 1, cfg.num_server_rounds + 1):
         users = session.begin_round(server_round)
-        message, plan = session.downlink(0)
+        message, plan = session.downlink(0, users)
         table = worker.receive(store, message.arrays, message.kind, message.version)
-        updates = worker.fit(users, table, server_round, store, plan)
+        outcome = worker.fit(users, table, server_round, store, plan)
         if session.snapshot_in_fit(server_round):
             worker.save_state(store, snapshots, server_round)
-        session.end_training(server_round, updates)
+        session.end_training(server_round, outcome.updates, RoundFailures(users_failed=len(outcome.failed_users)))
         if session.server.is_eval_round(server_round):
             version = session.evaluation_downlink([0])
             evaluation = worker.receive(store, session.server.global_arrays(), version=version)
@@ -57,4 +57,4 @@ def parse_overrides(argv: list[str]) -> RunConfig:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     summary = run_inprocess(parse_overrides(sys.argv[1:]))
-    print({k: summary[k] for k in ("final", "best", "wall-time", "out-dir")})
+    print({k: summary[k] for k in ("final", "best-val", "up-reduction-dense", "wall-time", "out-dir")})

@@ -64,20 +64,21 @@ def group_rows(runs: list[dict[str, Any]], target: float | None) -> list[dict[st
         def final(key: str) -> list[float | None]:
             return [s["final"].get(key) for s in summaries]
 
-        def best(key: str) -> list[float | None]:
-            return [s["best"].get(key) for s in summaries]
+        def at_best_val(key: str) -> list[float | None]:
+            """The test metric at the round with the best validation HR@10 (model selection without the test item)."""
+            return [s["best-val"].get(key) for s in summaries]
 
         reach = [time_to_reach(m["records"], METRIC, target) for m in members] if target else [s.get("time-to-target") for s in summaries]
         rows.append({
             "group": label,
             "seeds": len(members),
-            "final hr@10": mean_std(final("hr@10")), "best hr@10": mean_std(best("hr@10")),
-            "final ndcg@10": mean_std(final("ndcg@10")), "best ndcg@10": mean_std(best("ndcg@10")),
+            "final hr@10": mean_std(final("hr@10")), "hr@10 at best val": mean_std(at_best_val("hr@10")),
+            "final ndcg@10": mean_std(final("ndcg@10")), "ndcg@10 at best val": mean_std(at_best_val("ndcg@10")),
             "final hr@10-full": mean_std(final("hr@10-full")), "final ndcg@10-full": mean_std(final("ndcg@10-full")),
             "total up bytes": mean_std([s["total-up-bytes"] for s in summaries], 0),
             "total down bytes": mean_std([s["total-down-bytes"] for s in summaries], 0),
-            "reduction vs dense %": mean_std([s.get("final-up-reduction-dense") for s in summaries], 2),
-            "reduction vs sparse %": mean_std([s.get("final-up-reduction-sparse") for s in summaries], 2),
+            "reduction vs dense %": mean_std([s.get("up-reduction-dense") for s in summaries], 2),
+            "reduction vs sparse %": mean_std([s.get("up-reduction-sparse") for s in summaries], 2),
             "sim time to target (s)": mean_std(reach, 1),
             "wall time (s)": mean_std([s["wall-time"] for s in summaries], 1),
         })
@@ -86,7 +87,7 @@ def group_rows(runs: list[dict[str, Any]], target: float | None) -> list[dict[st
 
 def mean_curve(members: list[dict[str, Any]], x_key: str) -> tuple[list[float], list[float]]:
     """Mean over seeds of (x, HR@10) at each evaluated round the seeds share."""
-    rounds = sorted(set.intersection(*[{r["round"] for r in m["records"]} for m in members]))
+    rounds = sorted(set.intersection(*[{r["round"] for r in m["records"] if METRIC in r} for m in members]))
     xs, ys = [], []
     for round_ in rounds:
         points = [next(r for r in m["records"] if r["round"] == round_) for m in members]

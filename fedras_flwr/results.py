@@ -45,8 +45,9 @@ def _json_safe(value: Any) -> Any:
 
 
 _TOTALS = (
-    "total-up-bytes", "total-down-bytes", "sim-time", "total-stragglers", "total-rejected",
-    "total-failed-supernodes", "total-lost-users", "skipped-rounds",
+    "total-up-bytes", "total-up-bytes-dense-ref", "total-up-bytes-sparse-ref", "total-down-bytes",
+    "total-eval-down-bytes", "sim-time", "total-stragglers", "total-rejected", "total-failed-supernodes",
+    "total-lost-users", "total-failed-users", "skipped-rounds",
 )
 
 
@@ -102,54 +103,64 @@ class RunRecorder:
         self,
         server_round: int,
         train: RoundTrainStats,
-        down_messages: list[int],
-        up_bytes_dense_ref: int,
+        down_bytes: list[int],
+        eval_down_bytes: list[int],
         evaluation: dict[str, float] | None,
     ) -> None:
-        totals = self.totals
-        totals["total-up-bytes"] += train.up_bytes * train.clients if not train.skipped else 0.0
-        totals["total-down-bytes"] += sum(down_messages)
+        """One record per round: bytes, K, reconstruction error, loss; evaluation metrics on evaluation
+        rounds. `down_bytes` / `eval_down_bytes`: what each trained / evaluated user downloaded."""
+        uploads, totals = train.uploads, self.totals
+        totals["total-up-bytes"] += uploads.total
+        totals["total-up-bytes-dense-ref"] += uploads.dense_ref
+        totals["total-up-bytes-sparse-ref"] += uploads.sparse_ref
+        totals["total-down-bytes"] += sum(down_bytes) + sum(eval_down_bytes)
+        totals["total-eval-down-bytes"] += sum(eval_down_bytes)
         totals["sim-time"] += train.sim_round_time
         totals["total-stragglers"] += train.stragglers
         totals["total-rejected"] += train.rejected
         totals["total-failed-supernodes"] += train.failures.nodes_failed
         totals["total-lost-users"] += train.failures.users_lost
+        totals["total-failed-users"] += train.failures.users_failed
         totals["skipped-rounds"] += bool(train.skipped)
         self._record_incidents(server_round, train)
-        down_bytes = float(np.mean(down_messages)) if down_messages else 0.0
         elapsed = time.monotonic() - self.started
         metric = evaluation.get(self.primary_metric) if evaluation else None
         problems = [
             f"{train.rejected} rejected" if train.rejected else "",
             f"{train.failures.nodes_failed} SuperNodes failed" if train.failures.nodes_failed else "",
+            f"{train.failures.users_failed} users diverged" if train.failures.users_failed else "",
             "SKIPPED" if train.skipped else "",
         ]
         log.info(
             "round %d/%d | %s %s | up %s B/client | %d clients%s | %.1f s",
             server_round, self.cfg.num_server_rounds, self.primary_metric.upper(),
-            f"{metric:.4f}" if metric is not None else "-", f"{train.up_bytes:,.0f}", train.clients,
+            f"{metric:.4f}" if metric is not None else "-", f"{uploads.mean('total'):,.0f}", train.clients,
             "".join(f" ({p})" for p in problems if p), elapsed,
         )
-        if evaluation is None:
-            return
+        up_bytes = uploads.mean("total")
         record = {
             "round": server_round,
-            **evaluation,
+            **(evaluation or {}),
             "train-loss": train.train_loss,
             "clients": train.clients,
             "rejected-clients": train.rejected,
             "failed-supernodes": train.failures.nodes_failed,
             "lost-users": train.failures.users_lost,
+            "failed-users": train.failures.users_failed,
             "skipped": bool(train.skipped),
-            "up-bytes": train.up_bytes,
-            "down-bytes": down_bytes,
-            "down-messages": len(down_messages),
-            "up-bytes-dense-ref": up_bytes_dense_ref,
-            "up-bytes-sparse-ref": train.up_bytes_sparse_ref,
-            "up-reduction-dense": _reduction(train.up_bytes, up_bytes_dense_ref),
-            "up-reduction-sparse": _reduction(train.up_bytes, train.up_bytes_sparse_ref),
+            "up-bytes": up_bytes,
+            "up-bytes-dense-weights": uploads.mean("weights"),
+            "up-bytes-dense-ref": uploads.mean("dense_ref"),
+            "up-bytes-sparse-ref": uploads.mean("sparse_ref"),
+            "up-reduction-dense": _reduction(uploads.total, uploads.dense_ref),
+            "up-reduction-sparse": _reduction(uploads.total, uploads.sparse_ref),
+            **({"up-bytes-plain": uploads.mean("plain"), "entropy-gain": _reduction(uploads.total, uploads.plain)}
+               if self.cfg.entropy_coding != "none" else {}),
             "up-numbers": train.up_numbers,
             "up-numbers-reduction-sparse": _reduction(train.up_numbers, train.up_numbers_sparse_ref),
+            "down-bytes": float(np.mean(down_bytes)) if down_bytes else 0.0,
+            "down-messages": len(down_bytes),
+            **({"eval-down-bytes": float(np.mean(eval_down_bytes))} if eval_down_bytes else {}),
             "mean-k": train.mean_k,
             "recon-error": train.recon_error,
             "touched-rows": train.touched_rows,
@@ -175,23 +186,33 @@ class RunRecorder:
             "time-to-target": hit["sim-time"] if hit else None,
         }
 
+    def _evaluated(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if self.primary_metric in r]
+
+    def _best_validation(self) -> dict[str, Any]:
+        """Model selection that never looks at the test item: every metric of the evaluated round with the
+        best validation HR@K (the earliest on ties)."""
+        key = f"val-{self.primary_metric}"
+        scored = [r for r in self._evaluated() if r.get(key) is not None]
+        if not scored:
+            return {}
+        best = max(scored, key=lambda r: (r[key], -r["round"]))
+        return {"round": best["round"], **{k: best[k] for k in best if "hr@" in k or "ndcg@" in k}}
+
     def finish(self) -> dict[str, Any]:
-        """Write summary.json: config, final and best metrics, totals, wall time."""
-        final = self.records[-1] if self.records else {}
-        metric_keys = [k for k in final if "hr@" in k or "ndcg@" in k]
-        best = {
-            key: max((r[key] for r in self.records if r.get(key) is not None), default=None) for key in metric_keys
-        }
+        """Write summary.json: config, final metrics, test metrics at the best validation round, byte
+        totals with reductions from the cumulative bytes, wall time."""
+        evaluated = self._evaluated()
+        final = evaluated[-1] if evaluated else {}
         summary = {
             "config": self.cfg.to_flat(),
             **self.run_info,
             "out-dir": str(self.out_dir),
             "rounds": self.cfg.num_server_rounds,
-            "final": {k: final[k] for k in metric_keys},
-            "best": best,
-            "best-round": {k: next((r["round"] for r in self.records if r.get(k) == v), None) for k, v in best.items()},
-            "final-up-reduction-dense": final.get("up-reduction-dense"),
-            "final-up-reduction-sparse": final.get("up-reduction-sparse"),
+            "final": {k: final[k] for k in final if "hr@" in k or "ndcg@" in k},
+            "best-val": self._best_validation(),
+            "up-reduction-dense": _json_safe(_reduction(self.totals["total-up-bytes"], self.totals["total-up-bytes-dense-ref"])),
+            "up-reduction-sparse": _json_safe(_reduction(self.totals["total-up-bytes"], self.totals["total-up-bytes-sparse-ref"])),
             **self.totals,
             **self._time_to_target(),
             "wall-time": time.monotonic() - self.started,

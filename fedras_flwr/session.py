@@ -13,7 +13,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from fedras_flwr.checkpoint import CheckpointError, SnapshotFolder, read_snapshot
-from fedras_flwr.codecs import wire_bytes
 from fedras_flwr.config import ConfigError, RunConfig
 from fedras_flwr.downlink import Broadcast
 from fedras_flwr.federation import ClientUpdate, FederatedServer, RoundFailures, RoundPlan, RoundTrainStats
@@ -99,6 +98,8 @@ class ServerSession:
         self.start_round = 0
         self.run_key = run_key(cfg)
         self.node_versions: dict[int, int] = {}  # table version each node (by partition id) holds
+        # table version each user holds, as if every user were its own device: what downlink bytes count
+        self.user_versions: dict[int, int] = {}
         self.resume_state_dir: Path | None = None  # where nodes find the snapshots of the resumed round
         if resume is None:
             self.recorder = RunRecorder(cfg, info)
@@ -106,6 +107,7 @@ class ServerSession:
             self._check_population(resume, num_items, len(users))
             self.server.load_state(resume.arrays, resume.meta["server"])
             self.node_versions = {int(node): version for node, version in resume.meta["node-versions"].items()}
+            self.user_versions = {int(user): version for user, version in resume.meta["user-versions"].items()}
             out_dir = Path(cfg.out_dir).expanduser().resolve() if cfg.out_dir else resume.run_dir
             self.recorder = RunRecorder(cfg, info | {"resumed-from": str(resume.path)}, out_dir, resume.meta["recorder"])
             self.start_round = resume.round
@@ -118,7 +120,8 @@ class ServerSession:
         self.checkpoints = SnapshotFolder(self.recorder.out_dir / CHECKPOINTS)
         self.client_state_dir = self.recorder.out_dir / CLIENT_STATE
         self._pending: RoundTrainStats | None = None
-        self._down_messages: list[int] = []
+        self._down_bytes: dict[int, int] = {}  # this round's training downlink, per sampled user
+        self._eval_down_bytes: list[int] = []  # this round's evaluation downlink, per evaluated user
         self.summary: dict[str, Any] | None = None
 
     @staticmethod
@@ -147,29 +150,50 @@ class ServerSession:
         }
 
     def begin_round(self, server_round: int) -> list[int]:
-        """Users to train this round."""
-        self._down_messages = []
-        return self.server.sample_users(server_round)
+        """Users to train this round; each is counted as downloading what it lacks of the current table."""
+        users = self.server.sample_users(server_round)
+        self._down_bytes = dict(zip(users, self._deliver(users)))
+        self._eval_down_bytes = []
+        return users
 
-    def downlink(self, node: int) -> tuple[Broadcast, RoundPlan]:
-        """The training message for one node (its exact size is recorded) and the round's plan."""
+    def _deliver(self, users: Sequence[int]) -> list[int]:
+        """Bytes each user downloads to hold the current table (full table, step or dense weights only,
+        from the version it holds); they hold it afterwards."""
+        version = self.server.table_version
+        sizes: dict[int | None, int] = {}
+        downloads = []
+        for user in users:
+            held = self.user_versions.get(user)
+            if held not in sizes:
+                sizes[held] = self.server.downlink_bytes(held)
+            downloads.append(sizes[held])
+            self.user_versions[user] = version
+        return downloads
+
+    def downlink(self, node: int, users: Sequence[int]) -> tuple[Broadcast, RoundPlan]:
+        """The training message for one node (what it lacks of the current table) and the round's plan
+        for its `users`, with what each of them downloaded."""
         message = self.server.broadcast(self.node_versions.get(node))
         self.node_versions[node] = message.version
-        size = wire_bytes(message.arrays)
-        self._down_messages.append(size)
-        return message, self.server.round_plan(size)
+        return message, self.server.round_plan({user: self._down_bytes[user] for user in users})
 
     def evaluation_downlink(self, nodes: Sequence[int]) -> int:
-        """Evaluation sends every node the full current table: the version they then hold."""
+        """Evaluation sends every node the full current table, the version they then hold; every user
+        is evaluated, so every user is counted as downloading what it lacks of it."""
+        self._eval_down_bytes = self._deliver(self.server.users)
         self.node_versions.update({node: self.server.table_version for node in nodes})
         return self.server.table_version
 
-    def forget_node(self, node: int | None) -> None:
-        """A node that failed may not hold what it was sent: it gets the full table next (None: all nodes)."""
+    def forget_node(self, node: int | None, users: Sequence[int] = ()) -> None:
+        """A node that failed may not hold what it was sent: it (and its `users`) get the full table
+        next (None: all nodes and users)."""
         if node is None:
             self.node_versions.clear()
-        else:
-            self.node_versions.pop(node, None)
+            self.user_versions.clear()
+            return
+        self.node_versions.pop(node, None)
+        for user in users:
+            self.user_versions.pop(user, None)
 
     def end_training(
         self,
@@ -194,9 +218,7 @@ class ServerSession:
 
     def _end_round(self, server_round: int, evaluation: dict[str, float] | None, missing_snapshots: Sequence[int]) -> None:
         stats = self._pending or RoundTrainStats.empty()
-        self.recorder.record_round(
-            server_round, stats, self._down_messages, self.server.up_bytes_dense_ref, evaluation
-        )
+        self.recorder.record_round(server_round, stats, list(self._down_bytes.values()), self._eval_down_bytes, evaluation)
         self._pending = None
         if self.is_checkpoint_round(server_round):
             self._write_checkpoint(server_round, missing_snapshots)
@@ -211,6 +233,7 @@ class ServerSession:
             "num-users": len(self.server.users),
             "server": scalars,
             "node-versions": {str(node): version for node, version in sorted(self.node_versions.items())},
+            "user-versions": {str(user): version for user, version in sorted(self.user_versions.items())},
             "missing-snapshots": sorted(missing_snapshots),
             "recorder": self.recorder.state(),
         }

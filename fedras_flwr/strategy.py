@@ -135,13 +135,13 @@ class FedRASStrategy(Strategy):
         serialized: dict[str, Parameters] = {}  # one serialization per kind of downlink message
         instructions = []
         for cid, users in sorted(by_node.items()):
-            message, plan = self.session.downlink(self.partition_of[cid])
+            message, plan = self.session.downlink(self.partition_of[cid], users)
             if message.kind not in serialized:
                 serialized[message.kind] = ndarrays_to_parameters(message.arrays)
             config = {
                 **base, "users": pack_vector(users, "<i8"), "downlink": message.kind,
                 "table-version": message.version, "deadline": plan.deadline if np.isfinite(plan.deadline) else -1.0,
-                "down-bytes": plan.down_bytes,
+                "down-bytes": pack_vector([plan.down_bytes[u] for u in users], "<i8"),
             }
             instructions.append((self.proxies[cid], FitIns(serialized[message.kind], config)))
         if checkpoint:  # idle nodes get no users and no table, only the order to snapshot their state
@@ -157,31 +157,38 @@ class FedRASStrategy(Strategy):
     ) -> tuple[Parameters | None, dict[str, Scalar]]:
         assert self.session is not None
         server_round += self.session.start_round
-        codec = self.session.server.codec
-        num_dense = len(self.session.server.dense)
-        updates, delivered = [], {}
+        server = self.session.server
+        updates, delivered, diverged = [], {}, {}
         for proxy, fit_res in results:
             try:
                 # the bytes are the client's: a broken .npy (empty, zip, huge shape) raises anything
                 arrays = parameters_to_ndarrays(fit_res.parameters)
-                node_updates = unpack_updates(arrays, fit_res.metrics, codec, num_dense, set(self._asked.get(proxy.cid, [])))
+                asked = set(self._asked.get(proxy.cid, []))
+                outcome = unpack_updates(arrays, fit_res.metrics, server.codec, server.weights_codec.num_arrays, asked)
             except Exception as err:  # noqa: BLE001 - one node's reply must never stop the server
                 log.warning("round %d: dropped the reply of SuperNode %s: %s", server_round, proxy.cid, _describe(err))
-                self.session.forget_node(self.partition_of.get(proxy.cid))
+                self._forget_node(proxy.cid)
                 continue
-            updates += node_updates
-            delivered[proxy.cid] = len(node_updates)
+            updates += outcome.updates
+            delivered[proxy.cid] = len(outcome.updates)
+            diverged[proxy.cid] = len(outcome.failed_users)
         for failure in failures:
             log.warning("round %d: a SuperNode failed during training: %s", server_round, _describe(failure))
             self._forget_table(failure)
         asked = {cid: len(users) for cid, users in self._asked.items()}
-        failed = [cid for cid in asked if not delivered.get(cid)]  # no reply, a broken one, or none of its users
-        lost = RoundFailures(len(asked), len(failed), sum(n - delivered.get(cid, 0) for cid, n in asked.items()))
+        # no reply, a broken one, or one that accounts for none of its users
+        failed = [cid for cid in asked if not delivered.get(cid) and not diverged.get(cid)]
+        lost = RoundFailures(
+            nodes_asked=len(asked),
+            nodes_failed=len(failed),
+            users_lost=sum(n - delivered.get(cid, 0) - diverged.get(cid, 0) for cid, n in asked.items()),
+            users_failed=sum(diverged.values()),
+        )
         missing = self._missing_snapshots(results, self.session.snapshot_in_fit(server_round))
         stats = self.session.end_training(server_round, updates, lost, missing)
         metrics = {
-            "clients": stats.clients, "rejected": stats.rejected, "up-bytes": stats.up_bytes,
-            "failed-supernodes": lost.nodes_failed, "skipped": int(bool(stats.skipped)),
+            "clients": stats.clients, "rejected": stats.rejected, "up-bytes": stats.uploads.mean("total"),
+            "failed-supernodes": lost.nodes_failed, "failed-users": lost.users_failed, "skipped": int(bool(stats.skipped)),
         }
         return ndarrays_to_parameters(self.session.server.global_arrays()), metrics
 
@@ -224,7 +231,15 @@ class FedRASStrategy(Strategy):
         """A node that failed may not hold what it was sent: give it the full table next time (all nodes
         when Flower does not say which node failed)."""
         assert self.session is not None
-        self.session.forget_node(None if isinstance(failure, BaseException) else self.partition_of.get(failure[0].cid))
+        if isinstance(failure, BaseException):
+            self.session.forget_node(None)
+        else:
+            self._forget_node(failure[0].cid)
+
+    def _forget_node(self, cid: str) -> None:
+        assert self.session is not None
+        if cid in self.partition_of:
+            self.session.forget_node(self.partition_of[cid], self.users_of_node.get(cid, []))
 
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
         """No centralised evaluation: the server holds no user data."""

@@ -122,7 +122,8 @@ def main(cfg: DictConfig) -> float:
     summary = launch(run_config, cfg.federation, job_dir)
     final = summary["final"]
     log.info("final %s", {k: round(v, 4) for k, v in final.items() if v is not None and "val-" not in k})
-    return float(final.get("hr@10", 0.0))
+    # the objective a sweeper maximises is the validation metric: selecting on the test item would leak it
+    return float(summary["best-val"].get("val-hr@10") or 0.0)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,10 @@ from fedras_flwr.models import MF, Backbone
 torch.set_num_threads(1)
 
 
+class DivergenceError(ArithmeticError):
+    """A user's local training produced non-finite or exploding values: its update must not be used."""
+
+
 @dataclass(frozen=True)
 class LocalResult:
     """What local training produced for one user."""
@@ -42,12 +46,13 @@ def train_user(
     item_table: np.ndarray,
     dense: list[np.ndarray],
     server_round: int,
-    projector: np.ndarray | None = None,
+    basis: np.ndarray | None = None,
 ) -> LocalResult:
     """E epochs of mini-batch training of p_u, the touched item rows and the dense weights.
 
-    `projector` (d x d), when given, is applied to every item-row gradient, so the item update stays
-    in its row space: with SGD this is exactly CoLR's training of A in Q + A B (B with orthonormal rows).
+    `basis` (r x d, orthonormal rows), when given, constrains the item rows to Q0 + A B and trains the
+    coefficients A instead of the rows (CoLR): exact for any optimizer and weight decay, which act on A.
+    Raises DivergenceError when anything trained is non-finite or beyond `divergence-limit`.
     """
     neg_rng = user_rng(cfg.seed, user.user, PURPOSE_TRAIN_NEG, server_round)
     shuffle_rng = user_rng(cfg.seed, user.user, PURPOSE_SHUFFLE, server_round)
@@ -57,9 +62,9 @@ def train_user(
 
     start_rows = item_table[touched]
     stepper = (
-        _NumpyMFStepper(cfg, user_vector, start_rows, projector)
+        _NumpyMFStepper(cfg, user_vector, start_rows, basis)
         if isinstance(backbone, MF)
-        else _TorchStepper(backbone, cfg, user_vector, start_rows, dense, projector)
+        else _TorchStepper(backbone, cfg, user_vector, start_rows, dense, basis)
     )
     pos_local = np.searchsorted(touched, positives)
     losses: list[float] = []
@@ -71,15 +76,28 @@ def train_user(
             batches = _epoch_batches(items[order], labels[order], cfg.batch_size, len(touched), start_rows.shape[1])
             last = epoch == len(negatives) - 1  # only the last epoch's loss is reported
             losses = [stepper.step(batch, last) for batch in batches]
-    new_user, new_rows, new_dense = stepper.result()
+    new_user, delta, new_dense = stepper.result()
+    train_loss = float(np.mean(losses)) if losses else 0.0
+    _check_converging(cfg.divergence_limit, train_loss, [new_user, start_rows + delta, *new_dense])
     return LocalResult(
         user_vector=new_user,
         touched=touched,
-        delta=new_rows - start_rows,
+        delta=delta,
         dense=new_dense,
         num_examples=len(positives) * (1 + cfg.num_negatives),
-        train_loss=float(np.mean(losses)) if losses else 0.0,
+        train_loss=train_loss,
     )
+
+
+def _check_converging(limit: float, loss: float, trained: list[np.ndarray]) -> None:
+    """DivergenceError if the loss or a trained value is not finite, or a value exceeds `limit` (0: no limit)."""
+    if not np.isfinite(loss):
+        raise DivergenceError(f"the training loss is {loss}")
+    for values in trained:
+        if not np.all(np.isfinite(values)):
+            raise DivergenceError("training produced NaN or infinite parameters")
+        if limit and values.size and float(np.max(np.abs(values))) > limit:
+            raise DivergenceError(f"a trained value reached {float(np.max(np.abs(values))):.3g} (divergence-limit {limit:g})")
 
 
 @dataclass(frozen=True)
@@ -117,22 +135,28 @@ class _TorchStepper:
         user: np.ndarray,
         rows: np.ndarray,
         dense: list[np.ndarray],
-        projector: np.ndarray | None = None,
+        basis: np.ndarray | None = None,
     ) -> None:
         self.backbone = backbone
         self.user = torch.tensor(user, requires_grad=True)
-        self.rows = torch.tensor(rows, requires_grad=True)
-        if projector is not None:
-            project = torch.from_numpy(projector.astype(np.float32))
-            self.rows.register_hook(lambda grad: grad @ project)
+        self.start_rows = torch.tensor(rows)
+        self.basis = None if basis is None else torch.from_numpy(basis.astype(np.float32))
+        # the trained item parameters: the rows themselves, or CoLR's coefficients A in Q0 + A B
+        shape = rows.shape if basis is None else (len(rows), len(basis))
+        self.trained = torch.tensor(rows, requires_grad=True) if basis is None else torch.zeros(shape, requires_grad=True)
         self.dense = [torch.tensor(w, requires_grad=True) for w in dense]
-        params = [self.user, self.rows, *self.dense]
-        optimizer_class = torch.optim.SGD if cfg.optimizer == "sgd" else torch.optim.Adam
-        self.optimizer = optimizer_class(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        params = [self.user, self.trained, *self.dense]
+        optimizer_class = torch.optim.SGD if cfg.effective_optimizer == "sgd" else torch.optim.Adam
+        self.optimizer = optimizer_class(params, lr=cfg.effective_lr, weight_decay=cfg.weight_decay)
+
+    def _rows(self, index: torch.Tensor | slice) -> torch.Tensor:
+        if self.basis is None:
+            return self.trained[index]
+        return self.start_rows[index] + self.trained[index] @ self.basis
 
     def step(self, batch: _Batch, with_loss: bool = True) -> float:
         """One mini-batch; the loss is returned always (autograd computes it anyway)."""
-        logits = self.backbone.score(self.user, self.rows[torch.from_numpy(batch.items)], self.dense)
+        logits = self.backbone.score(self.user, self._rows(torch.from_numpy(batch.items)), self.dense)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -140,28 +164,39 @@ class _TorchStepper:
         return loss.item()
 
     def result(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(user vector, item-row update, dense weights); the update of CoLR's rows is A B itself, free
+        of the rounding that Q0 + A B - Q0 would add."""
         with torch.no_grad():
-            return self.user.numpy().copy(), self.rows.numpy().copy(), [w.numpy().copy() for w in self.dense]
+            delta = self.trained - self.start_rows if self.basis is None else self.trained @ self.basis
+            return self.user.numpy().copy(), delta.numpy().copy(), [w.numpy().copy() for w in self.dense]
 
 
 class _NumpyMFStepper:
     """MF with its closed-form gradient in numpy: the same maths as `_TorchStepper` on `MF` (a test
     checks it) at a fraction of the per-step overhead, which dominates for one user's tiny batches."""
 
-    def __init__(self, cfg: RunConfig, user: np.ndarray, rows: np.ndarray, projector: np.ndarray | None = None) -> None:
-        self.params = [user.astype(np.float32).copy(), rows.astype(np.float32).copy()]
+    def __init__(self, cfg: RunConfig, user: np.ndarray, rows: np.ndarray, basis: np.ndarray | None = None) -> None:
+        self.start_rows = rows.astype(np.float32)
+        self.basis = None if basis is None else basis.astype(np.float32)
+        # the trained item parameters: the rows themselves, or CoLR's coefficients A in Q0 + A B
+        trained = self.start_rows.copy() if basis is None else np.zeros((len(rows), len(basis)), np.float32)
+        self.params = [user.astype(np.float32).copy(), trained]
         self.optimizer = _NumpyOptimizer(cfg, self.params)
-        self.projector = None if projector is None else projector.astype(np.float32)
         # Plain SGD changes only the rows a batch holds: update those instead of the whole local table
-        # (weight decay, Adam's moments and the projector move or touch every row).
-        self.sparse = cfg.optimizer == "sgd" and not cfg.weight_decay and projector is None
-        self.lr = cfg.lr
+        # (weight decay and Adam's moments move every row).
+        self.sparse = cfg.effective_optimizer == "sgd" and not cfg.weight_decay and basis is None
+        self.lr = cfg.effective_lr
+
+    def _rows(self, index: np.ndarray | slice) -> np.ndarray:
+        if self.basis is None:
+            return self.params[1][index]
+        return self.start_rows[index] + self.params[1][index] @ self.basis
 
     def step(self, batch: _Batch, with_loss: bool = True) -> float | None:
         """One mini-batch; the loss (mean BCE of the batch before the step) only when asked for. The
         caller silences exp overflow (train_user does)."""
-        user, rows = self.params
-        batch_rows = rows[batch.items]
+        user, trained = self.params
+        batch_rows = self._rows(batch.items)
         logits = batch_rows @ user
         # mean BCE with logits, computed stably: softplus(x) - y * x
         loss = float(np.mean(np.logaddexp(0.0, logits) - batch.labels * logits)) if with_loss else None
@@ -175,17 +210,19 @@ class _NumpyMFStepper:
         row_grads = row_grads.reshape(len(batch.rows), len(user))
         if self.sparse:  # _NumpyOptimizer's SGD step, on the rows with a gradient
             user -= self.lr * user_grad
-            rows[batch.rows] -= self.lr * row_grads
+            trained[batch.rows] -= self.lr * row_grads
             return loss
-        grad_rows = np.zeros_like(rows)
-        grad_rows[batch.rows] = row_grads
-        if self.projector is not None:
-            grad_rows = grad_rows @ self.projector
-        self.optimizer.step([user_grad, grad_rows])
+        if self.basis is not None:  # chain rule through Q0 + A B: the gradient of A is G B^T
+            row_grads = row_grads @ self.basis.T
+        grads = np.zeros_like(trained)
+        grads[batch.rows] = row_grads
+        self.optimizer.step([user_grad, grads])
         return loss
 
     def result(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        return self.params[0], self.params[1], []
+        """(user vector, item-row update, no dense weights), as `_TorchStepper.result`."""
+        user, trained = self.params
+        return user, trained - self.start_rows if self.basis is None else trained @ self.basis, []
 
 
 class _NumpyOptimizer:
@@ -195,7 +232,7 @@ class _NumpyOptimizer:
         self.cfg = cfg
         self.params = params
         self.steps = 0
-        if cfg.optimizer == "adam":
+        if cfg.effective_optimizer == "adam":
             self.first = [np.zeros_like(p) for p in params]
             self.second = [np.zeros_like(p) for p in params]
 
@@ -205,15 +242,15 @@ class _NumpyOptimizer:
         for index, (param, grad) in enumerate(zip(self.params, grads)):
             if cfg.weight_decay:
                 grad = grad + cfg.weight_decay * param
-            if cfg.optimizer == "sgd":
-                param -= (cfg.lr * grad).astype(np.float32)
+            if cfg.effective_optimizer == "sgd":
+                param -= (cfg.effective_lr * grad).astype(np.float32)
                 continue
             beta1, beta2, eps = 0.9, 0.999, 1e-8
             self.first[index] = beta1 * self.first[index] + (1 - beta1) * grad
             self.second[index] = beta2 * self.second[index] + (1 - beta2) * grad * grad
             corrected1 = self.first[index] / (1 - beta1**self.steps)
             corrected2 = self.second[index] / (1 - beta2**self.steps)
-            param -= (cfg.lr * corrected1 / (np.sqrt(corrected2) + eps)).astype(np.float32)
+            param -= (cfg.effective_lr * corrected1 / (np.sqrt(corrected2) + eps)).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -238,10 +275,14 @@ def rank_user(
         scores = backbone.score(
             torch.from_numpy(user_vector), torch.from_numpy(item_table), [torch.from_numpy(w) for w in dense]
         ).numpy()
+    scores = np.where(np.isnan(scores), np.inf, scores)  # a NaN candidate counts against the held-out item
     positive_scores = scores[user.all_positives]
+    num_candidates = len(scores) - len(user.all_positives)
 
     def ranks(target: int) -> tuple[int, int]:
         score = scores[target]
+        if not np.isfinite(score):  # a held-out item scored NaN or infinite ranks last under both protocols
+            return len(user.eval_negatives), num_candidates
         sampled = int(np.count_nonzero(scores[user.eval_negatives] >= score))
         # candidates = every item but the positives; counted without building a catalogue-sized mask
         full = int(np.count_nonzero(scores >= score) - np.count_nonzero(positive_scores >= score))

@@ -1,8 +1,9 @@
 """How several users' uploads share one SuperNode reply, in plain numpy (no Flower here).
 
-A reply carries, for each user in order, the codec's arrays followed by the dense weights; small
-per-user vectors (user ids, example counts, losses, ranks) travel as little-endian byte strings in the
-reply's metrics. Everything is validated on the way in: a malformed reply raises `WireError`.
+A reply carries, for each user in order, the codec's arrays followed by the dense-weight arrays; small
+per-user vectors (user ids, example counts, losses, ranks, users whose training diverged) travel as
+little-endian byte strings in the reply's metrics. Everything is validated on the way in: a malformed
+reply raises `WireError`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from fedras_flwr.codecs import Codec
-from fedras_flwr.federation import ClientUpdate
+from fedras_flwr.federation import ClientUpdate, FitOutcome
 from fedras_flwr.training import UserRanks
 
 
@@ -30,10 +31,12 @@ def unpack_vector(blob: object, dtype: str, name: str) -> np.ndarray:
     return np.frombuffer(blob, dtype=dtype)
 
 
-def pack_updates(updates: Sequence[ClientUpdate], codec: Codec) -> tuple[list[np.ndarray], dict[str, bytes | str]]:
+def pack_updates(outcome: FitOutcome, codec: Codec) -> tuple[list[np.ndarray], dict[str, bytes | str]]:
+    updates = outcome.updates
     arrays = [array for u in updates for array in (*u.payload, *u.dense)]
     metrics: dict[str, bytes | str] = {
         "codec": codec.tag,
+        "failed-users": pack_vector(outcome.failed_users, "<i8"),
         "users": pack_vector([u.user for u in updates], "<i8"),
         "num-examples": pack_vector([u.num_examples for u in updates], "<i8"),
         "train-loss": pack_vector([u.train_loss for u in updates], "<f8"),
@@ -47,8 +50,8 @@ def pack_updates(updates: Sequence[ClientUpdate], codec: Codec) -> tuple[list[np
 
 def unpack_updates(
     arrays: Sequence[np.ndarray], metrics: Mapping[str, object], codec: Codec, num_dense: int, asked: set[int]
-) -> list[ClientUpdate]:
-    """Inverse of `pack_updates`; only users the server asked this node for are accepted."""
+) -> FitOutcome:
+    """Inverse of `pack_updates`; only users the server asked this node for are accepted, each once."""
     if metrics.get("codec") != codec.tag:
         raise WireError(f"the reply is encoded with codec {metrics.get('codec')!r}, this run expects {codec.tag!r}")
     arrays_per_user = codec.num_arrays
@@ -59,18 +62,20 @@ def unpack_updates(
     times = unpack_vector(metrics.get("sim-time"), "<f8", "sim-time")
     dense_times = unpack_vector(metrics.get("dense-time"), "<f8", "dense-time")
     tiers = unpack_vector(metrics.get("tier"), "<i8", "tier")
+    failed = unpack_vector(metrics.get("failed-users"), "<i8", "failed-users").tolist()
     if not len(users) == len(examples) == len(losses) == len(errors) == len(times) == len(dense_times) == len(tiers):
         raise WireError("the per-user fields differ in length")
     if not (np.all(np.isfinite(times)) and np.all(times >= 0) and np.all(np.isfinite(dense_times)) and np.all(dense_times >= 0)):
         raise WireError("simulated times must be finite and non-negative")
     if len(arrays) != len(users) * (arrays_per_user + num_dense):
         raise WireError(f"{len(arrays)} arrays for {len(users)} users, expected {arrays_per_user + num_dense} each")
-    if len(set(users.tolist())) != len(users) or not set(users.tolist()) <= asked:
+    named = users.tolist() + failed
+    if len(set(named)) != len(named) or not set(named) <= asked:
         raise WireError("the reply names users that were not asked for, or names one twice")
     if np.any(examples <= 0) or not np.all(np.isfinite(losses)) or not np.all(np.isfinite(errors)):
         raise WireError("num-examples must be positive, train-loss and recon-error finite")
     step = arrays_per_user + num_dense
-    return [
+    updates = [
         ClientUpdate(
             user=int(user),
             payload=list(arrays[i * step : i * step + arrays_per_user]),
@@ -84,6 +89,7 @@ def unpack_updates(
         )
         for i, user in enumerate(users)
     ]
+    return FitOutcome(updates, [int(user) for user in failed])
 
 
 _RANK_FIELDS = ("test_sampled", "test_full", "val_sampled", "val_full")

@@ -315,13 +315,14 @@ def measure_phases(cfg: RunConfig, rounds: int) -> dict[str, Any]:
             tick, tick_cpu = time.perf_counter(), time.process_time()
             result = train_user(
                 worker.backbone, cfg, data, sampler, vector, server.item_table, server.dense, server_round,
-                client_codec.gradient_projector(server_round),
+                client_codec.update_basis(server_round),
             )
             train_s += time.perf_counter() - tick
             train_cpu_s += time.process_time() - tick_cpu
             store.put(state_key(user, "vector"), result.user_vector)
             payload = client_codec.encode(ItemUpdate(result.touched, result.delta), server_round)
-            updates.append(ClientUpdate(user, payload, result.dense, result.num_examples, result.train_loss, 0.0))
+            weights = worker.weights_codec.encode(result.dense, server.dense)
+            updates.append(ClientUpdate(user, payload, weights, result.num_examples, result.train_loss, 0.0))
         tick = time.perf_counter()
         server.aggregate(updates, server_round)
         aggregate_s += time.perf_counter() - tick

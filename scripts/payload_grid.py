@@ -110,8 +110,8 @@ def result_row(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "codec": job["codec"], "level": job["level"], "seed": cfg.seed, "setting": job["setting"],
         **{m: summary["final"][m] for m in METRICS},
-        "up-reduction-dense": summary["final-up-reduction-dense"],
-        "up-reduction-sparse": summary["final-up-reduction-sparse"],
+        "up-reduction-dense": summary["up-reduction-dense"],
+        "up-reduction-sparse": summary["up-reduction-sparse"],
         "up-bytes": summary["total-up-bytes"] / max(1, cfg.num_server_rounds * cfg.clients_per_round),
         "out-dir": summary["out-dir"],
     }

@@ -1,5 +1,7 @@
 """Server aggregation: per-item mean over the clients that touched each item; bad uploads rejected."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -31,7 +33,25 @@ def test_per_item_mean_over_touching_clients():
     np.testing.assert_allclose(server.item_table[2] - start[2], [3, 3], rtol=1e-6)
     assert np.array_equal(server.item_table[3], start[3])  # nobody touched item 3
     assert stats.clients == 2 and stats.rejected == 0
-    assert stats.up_bytes_sparse_ref == 2 * (2 * 4 + 4)
+    # the sparse reference is the exact wire size of the sparse upload: int32 ids + float32 rows, headers included
+    one_upload = sum(len(io_bytes(a)) for a in codec.encode(ItemUpdate(np.arange(2), np.ones((2, 2), np.float32)), 1))
+    assert stats.uploads.mean("sparse_ref") == stats.uploads.mean("total") == one_upload
+
+
+def io_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def test_server_decay_shrinks_only_the_updated_rows():
+    """server-decay: Q[i] += server_lr * mean_i - server_decay * Q[i] for the items updated this round."""
+    server, codec = server_and_codec(server_lr=1.0, server_decay=0.1)
+    start = server.item_table.copy()
+    server.aggregate([upload(codec, 0, [1, 2], [[1, 0], [0, 0.5]])], 1)
+    np.testing.assert_allclose(server.item_table[1], 0.9 * start[1] + [1, 0], rtol=1e-6)
+    np.testing.assert_allclose(server.item_table[2], 0.9 * start[2] + [0, 0.5], rtol=1e-6)
+    assert np.array_equal(server.item_table[[0, 3]], start[[0, 3]])
 
 
 def test_example_weighting_and_server_lr():

@@ -39,3 +39,11 @@ def test_kmeans_is_deterministic_and_finds_planted_clusters():
 def test_kmeans_needs_fewer_clusters_than_rows():
     with pytest.raises(ValueError, match="k-means needs"):
         kmeans(np.zeros((3, 2), np.float32), 3, 5, 0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_input_is_a_python_error_before_faiss(bad):
+    x = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    x[3, 1] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        kmeans(x, 4, 10, seed=0)

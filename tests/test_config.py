@@ -38,6 +38,7 @@ def test_round_trip_through_flat_form():
         ({"codec": "zip"}, "codec must be one of"),
         ({"topk": "10,x"}, "topk must be"),
         ({"min-user-interactions": 2}, "min-user-interactions"),
+        ({"entropy-coding": "zstd"}, "entropy-coding must be one of"),
     ],
 )
 def test_bad_values_are_explained(bad, message):
@@ -47,3 +48,34 @@ def test_bad_values_are_explained(bad, message):
 
 def test_integers_are_accepted_for_floats():
     assert RunConfig.from_flat({"lr": 1}).lr == 1.0
+
+
+@pytest.mark.parametrize(
+    "key", ["num-actions", "downlink-actions", "kmeans-iters", "svd-rank", "colr-rank", "min-fit-clients",
+            "clients-per-round", "num-server-rounds", "eval-every", "num-eval-negatives"],
+)
+def test_count_knobs_must_be_positive(key):
+    """num-actions=0 used to run every round as skipped and end "completed"."""
+    with pytest.raises(ConfigError, match=f"{key} must be > 0"):
+        RunConfig.from_flat({key: 0})
+
+
+@pytest.mark.parametrize("key", ["num-negatives", "weight-decay", "server-decay", "lr", "seed", "split-seed",
+                                 "checkpoint-every", "divergence-limit"])
+def test_knobs_where_zero_means_off_reject_negatives(key):
+    with pytest.raises(ConfigError, match=f"{key} must be >= 0"):
+        RunConfig.from_flat({key: -1})
+
+
+def test_nan_is_not_a_value():
+    with pytest.raises(ConfigError):
+        RunConfig.from_flat({"init-std": float("nan")})
+    with pytest.raises(ConfigError):
+        RunConfig.from_flat({"server-decay": 1.0})
+
+
+def test_lossless_references_send_float32_weights():
+    assert RunConfig(codec="dense").effective_dense_upload == "float32"
+    assert RunConfig(codec="fedras").effective_dense_upload == "int8"
+    with pytest.raises(ConfigError, match="dense-upload"):
+        RunConfig(codec="sparse", dense_upload="int8")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from fedras_flwr.config import RunConfig
 from fedras_flwr.data import DatasetError, NegativeSampler, leave_one_out, load_dataset
 from fedras_flwr.data.datasets import Interactions, make_synthetic
 from fedras_flwr.data.split import user_rng
@@ -135,3 +136,22 @@ def test_too_few_users_is_a_clear_error():
     data = Interactions("toy", np.zeros(5, dtype=np.int64), np.arange(5), None, num_users=1, num_items=200)
     with pytest.raises(DatasetError, match="a federation needs at least 2"):
         leave_one_out(data, seed=0)
+
+
+def test_a_catalogue_smaller_than_the_evaluation_negatives_is_named(tmp_path):
+    path = tmp_path / "small.csv"
+    path.write_text("".join(f"{u},{i}\n" for u in range(4) for i in range(8)))  # 8 items
+    data = load_dataset("interactions", interactions_file=str(path), interactions_columns="user,item")
+    with pytest.raises(DatasetError, match="the catalogue has 8 items.*lower num-eval-negatives"):
+        leave_one_out(data, seed=0, num_eval_negatives=99)
+
+
+def test_run_seeds_share_the_split_and_split_seed_changes_it():
+    from fedras_flwr.data import load_split
+
+    base = RunConfig(synthetic_users=40, synthetic_items=150, synthetic_mean_interactions=15)
+    first, other_seed = load_split(base), load_split(base.replace(seed=7))
+    assert [u.test_item for u in first.users] == [u.test_item for u in other_seed.users]
+    assert all(np.array_equal(a.eval_negatives, b.eval_negatives) for a, b in zip(first.users, other_seed.users))
+    other_split = load_split(base.replace(split_seed=7))
+    assert [u.test_item for u in first.users] != [u.test_item for u in other_split.users]

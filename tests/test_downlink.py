@@ -64,8 +64,15 @@ def test_the_residual_is_sent_later():
 
 
 def test_actions_downlink_in_a_run(tmp_path):
-    cfg = tiny_config(tmp_path, downlink="actions", downlink_actions=32, eval_every=3, num_server_rounds=3)
+    """Every user trains every round, so from round 2 on each holds the previous table and downloads
+    only the step: the actions downlink pays off. Sampled once in a while, a user holds an old table
+    and downloads it whole, as with the dense downlink (counted per user, see test_accounting)."""
+    cfg = tiny_config(tmp_path, downlink="actions", downlink_actions=32, eval_every=3, num_server_rounds=3,
+                      clients_per_round=24)
     summary = run_inprocess(cfg)
     dense = run_inprocess(cfg.replace(downlink="dense", out_dir=str(tmp_path / "dense")))
     assert summary["total-down-bytes"] < 0.5 * dense["total-down-bytes"]
     assert summary["final"]["hr@10"] > 0
+    rare = run_inprocess(cfg.replace(clients_per_round=4, out_dir=str(tmp_path / "rare")))
+    rare_dense = run_inprocess(cfg.replace(clients_per_round=4, downlink="dense", out_dir=str(tmp_path / "rare-dense")))
+    assert rare["total-down-bytes"] > 0.6 * rare_dense["total-down-bytes"]

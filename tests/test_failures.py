@@ -16,7 +16,7 @@ from flwr.simulation import run_simulation
 from conftest import tiny_config
 from fedras_flwr.client import FedRASClient, cached_worker
 from fedras_flwr.codecs import ItemUpdate
-from fedras_flwr.federation import ClientUpdate
+from fedras_flwr.federation import ClientUpdate, FitOutcome
 from fedras_flwr.server_app import make_server_app
 from fedras_flwr.session import ServerSession, find_resume_point
 from fedras_flwr.strategy import FedRASStrategy
@@ -45,6 +45,24 @@ class SlowClient(FedRASClient):
         if int(config["server-round"]) == 2:
             time.sleep(30)
         return super().fit(parameters, config)
+
+
+class DivergingUserClient(FedRASClient):
+    """Hosts user 1, whose training diverges every round (its copy of the table is corrupt)."""
+
+    def fit(self, parameters, config):
+        train_one = self.worker._fit_user
+
+        def fit_user(user, global_arrays, *args):
+            if user == 1:
+                global_arrays = [np.full_like(global_arrays[0], np.nan), *global_arrays[1:]]
+            return train_one(user, global_arrays, *args)
+
+        self.worker._fit_user = fit_user
+        try:
+            return super().fit(parameters, config)
+        finally:
+            del self.worker._fit_user
 
 
 def faulty_client_app(cfg, kinds: dict[int, type[FedRASClient]]) -> ClientApp:
@@ -82,6 +100,24 @@ def test_crashing_late_and_garbage_supernodes_do_not_stop_the_run(tmp_path):
     assert summary["total-rejected"] == 18 and summary["skipped-rounds"] == 0
 
 
+def test_a_diverging_user_is_counted_and_its_node_still_lands(tmp_path):
+    """User 1 diverges on partition 1: it is skipped and counted (`failed-users`), its node is not a
+    failed node, and the node's other users' updates land; nothing reaches k-means or the table."""
+    cfg = tiny_config(tmp_path, codec="fedras", num_server_rounds=2, clients_per_round=24, eval_every=2)
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    run_simulation(
+        server_app=make_server_app(cfg),
+        client_app=faulty_client_app(cfg, {1: DivergingUserClient}),
+        num_supernodes=2,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": 2}},
+    )
+    out = tmp_path / "out"
+    records = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [(r["failed-users"], r["clients"], r["failed-supernodes"], r["lost-users"]) for r in records] == [(1, 23, 0, 0)] * 2
+    assert json.loads((out / "summary.json").read_text())["total-failed-users"] == 2
+    assert records[-1]["hr@10"] is not None
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
@@ -101,7 +137,7 @@ def test_undecodable_reply_bytes_count_the_node_as_failed(tmp_path, tensor):
     strategy._asked = {"good": [1, 3], "bad": [2]}
     codec = strategy.session.server.codec
     update = ClientUpdate(1, codec.encode(ItemUpdate(np.array([5]), np.ones((1, 8), np.float32)), 1), [], 10, 0.5, 0.0)
-    arrays, metrics = pack_updates([update], codec)
+    arrays, metrics = pack_updates(FitOutcome([update]), codec)
     good = FitRes(Status(Code.OK, ""), Parameters([npy_bytes(a) for a in arrays], "numpy.ndarray"), 10, metrics)
     bad = FitRes(Status(Code.OK, ""), Parameters([tensor], "numpy.ndarray"), 10, metrics | {"users": np.array([2]).tobytes()})
     before = strategy.session.server.item_table.copy()
@@ -110,6 +146,21 @@ def test_undecodable_reply_bytes_count_the_node_as_failed(tmp_path, tensor):
     assert not np.array_equal(strategy.session.server.item_table[5], before[5])  # the good node's update landed
     lost = strategy.session.recorder.incidents[-1]
     assert lost["kind"] == "failed-supernodes" and lost["users_lost"] == 2  # user 3 never came back, user 2 broken
+
+
+def test_a_reply_that_reports_diverged_users_is_not_a_failed_node(tmp_path):
+    cfg = tiny_config(tmp_path, codec="sparse", eval_every=2)
+    strategy = FedRASStrategy(cfg)
+    strategy.session = ServerSession(cfg, 200, range(24), {})
+    strategy._asked = {"a": [1, 3], "b": [2]}
+    codec = strategy.session.server.codec
+    update = ClientUpdate(1, codec.encode(ItemUpdate(np.array([5]), np.ones((1, 8), np.float32)), 1), [], 10, 0.5, 0.0)
+    replies = []
+    for cid, outcome in (("a", FitOutcome([update], [3])), ("b", FitOutcome([], [2]))):
+        arrays, metrics = pack_updates(outcome, codec)
+        replies.append((SimpleNamespace(cid=cid), FitRes(Status(Code.OK, ""), Parameters([npy_bytes(a) for a in arrays], "numpy.ndarray"), 10, metrics)))
+    _, result = strategy.aggregate_fit(1, replies, [])
+    assert result["failed-supernodes"] == 0 and result["failed-users"] == 2 and result["clients"] == 1
 
 
 def test_nodes_that_do_not_confirm_their_snapshot_are_named_in_the_checkpoint(tmp_path, caplog):

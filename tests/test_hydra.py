@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import REPO
-from fedras_flwr.config import RunConfig, flat_defaults
+from fedras_flwr.config import MODEL_DEFAULTS, RunConfig, flat_defaults
 from test_cli import flwr_env, superlink_pids
 
 CONF = REPO / "conf"
@@ -40,6 +40,11 @@ def test_every_group_option_sets_known_keys_and_validates(group, monkeypatch):
         # the option's values win over the base config (and a command-line run.* override wins over both)
         literal = {k: v for k, v in values.items() if not str(v).startswith("${")}
         assert {k: run[k] for k in literal} == literal, option
+
+
+def test_the_neumf_group_alone_gives_neumf_its_training_defaults():
+    cfg = RunConfig.from_flat(OmegaConf.to_container(composed("model=neumf").run, resolve=True))
+    assert (cfg.effective_optimizer, cfg.effective_lr) == MODEL_DEFAULTS["neumf"]
 
 
 def test_command_line_overrides_win():

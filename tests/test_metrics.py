@@ -52,3 +52,22 @@ def test_rank_uses_the_model_score():
     scores = table @ vector
     ranks = rank_user(MF(4), user, vector, table, [])
     assert ranks.test_sampled == int(np.sum(scores[[2, 3, 4, 5]] >= scores[0]))
+
+
+def test_a_nan_target_ranks_last_and_nan_candidates_count_against_it():
+    table = np.array([[np.nan], [1.0], [np.nan], [0.5], [2.0], [0.0]], dtype=np.float32)
+    user = _user(test_item=0, val_item=3, negatives=[1, 2, 5], train=[4])
+    ranks = rank_user(MF(1), user, np.array([1.0], dtype=np.float32), table, [])
+    # test item 0 scores NaN: the worst rank under both protocols (HR = NDCG = 0 at any K below it)
+    assert ranks.test_sampled == 3  # all 3 sampled negatives
+    assert ranks.test_full == 3  # candidates: every item but the positives 0, 3, 4 -> 1, 2, 5
+    # validation item 3 (0.5): negative 1 (1.0) and NaN negative 2 rank above it, 5 (0.0) below
+    assert ranks.val_sampled == 2 and ranks.val_full == 2
+    report = ranking_report({("", ""): np.array([ranks.test_sampled])}, [1, 3])
+    assert report["hr@3"] == 0.0 and report["ndcg@3"] == 0.0
+
+
+def test_an_infinite_target_ranks_last():
+    table = np.array([[np.inf], [1.0], [0.0], [0.5]], dtype=np.float32)
+    ranks = rank_user(MF(1), _user(0, 3, [1, 2], []), np.array([1.0], dtype=np.float32), table, [])
+    assert (ranks.test_sampled, ranks.test_full) == (2, 2)

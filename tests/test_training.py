@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedras_flwr.config import RunConfig
+from fedras_flwr.config import MODEL_DEFAULTS, RunConfig
 from fedras_flwr.data.datasets import make_synthetic
 from fedras_flwr.data.split import NegativeSampler, leave_one_out
 from fedras_flwr.federation import ClientWorker, FederatedServer, MemoryUserStore
@@ -24,7 +24,7 @@ def test_numpy_mf_matches_autograd(optimizer, weight_decay):
         labels = rng.integers(0, 2, size=5).astype(np.float32)
         (batch,) = _epoch_batches(items, labels, 5, 7, 4)
         assert fast.step(batch) == pytest.approx(slow.step(batch), rel=1e-5)
-    for a, b in zip(fast.result()[:2], slow.result()[:2]):
+    for a, b in zip(fast.result()[:2], slow.result()[:2]):  # user vectors, item-row updates
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -58,11 +58,11 @@ def test_private_embeddings_persist_and_never_leave(split):
     worker, store = ClientWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
     before = worker.user_vector(store, 2).copy()
-    (update,) = worker.fit([2], server.global_arrays(), 1, store)
+    (update,) = worker.fit([2], server.global_arrays(), 1, store).updates
     assert not np.array_equal(store.get("user/2/vector"), before)
     assert all(a.shape != before.shape for a in update.payload)  # the upload holds no user vector
     server.aggregate([update], 1)
-    (second,) = worker.fit([2], server.global_arrays(), 2, store)  # starts from the stored vector
+    (second,) = worker.fit([2], server.global_arrays(), 2, store).updates  # starts from the stored vector
     assert second.train_loss < update.train_loss + 1.0
 
 
@@ -77,13 +77,13 @@ def test_error_feedback_carries_what_the_codec_dropped(split):
     cfg = RunConfig(embedding_dim=8, lr=1.0, codec="fedras", num_actions=1, error_feedback=True)
     worker, store = ClientWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
-    (first,) = worker.fit([5], server.global_arrays(), 1, store)
+    (first,) = worker.fit([5], server.global_arrays(), 1, store).updates
     residual_ids, residual_rows = store.get("user/5/residual-ids"), store.get("user/5/residual-rows")
     sent = worker.codec.decode(first.payload, 1)
     assert first.recon_error > 0 and len(residual_ids) > 0
     assert set(residual_ids.tolist()) <= set(sent.ids.tolist())
     # next upload covers the residual's items too, even those this round's training did not touch
-    (second,) = worker.fit([5], server.global_arrays(), 2, store)
+    (second,) = worker.fit([5], server.global_arrays(), 2, store).updates
     assert set(residual_ids.tolist()) <= set(worker.codec.decode(second.payload, 2).ids.tolist())
     assert residual_rows.dtype == np.float32
 
@@ -100,5 +100,76 @@ def test_colr_training_stays_in_the_shared_subspace(split):
     cfg = RunConfig(embedding_dim=8, lr=1.0, codec="colr", colr_rank=2)
     worker, store = ClientWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
-    (update,) = worker.fit([3], server.global_arrays(), 7, store)
+    (update,) = worker.fit([3], server.global_arrays(), 7, store).updates
     assert update.recon_error < 1e-4  # the trained update is A B up to float32 rounding: nothing lost
+
+
+@pytest.mark.parametrize("model", ["mf", "neumf"])
+@pytest.mark.parametrize("optimizer, weight_decay", [("sgd", 0.0), ("sgd", 0.01), ("adam", 0.0), ("adam", 0.01)])
+def test_colr_is_exact_under_any_optimizer(split, model, optimizer, weight_decay):
+    """CoLR trains A in Q0 + A B: whatever the optimizer and weight decay, the update is A B exactly
+    (a projected gradient is not: Adam's per-coordinate scaling and decay leave the subspace)."""
+    cfg = RunConfig(model=model, embedding_dim=8, lr=0.05, optimizer=optimizer, weight_decay=weight_decay,
+                    codec="colr", colr_rank=2)
+    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    server = FederatedServer(cfg, split.num_items, range(split.num_users))
+    (update,) = worker.fit([3], server.global_arrays(), 7, store).updates
+    assert update.recon_error < 1e-4
+    basis = worker.codec.update_basis(7)
+    sent = worker.codec.decode(update.payload, 7)
+    assert np.abs(sent.rows - (sent.rows @ basis.T) @ basis).max() < 1e-5
+
+
+def test_a_diverging_user_is_skipped_and_its_state_kept(split, monkeypatch, caplog):
+    """A user whose training produces NaN is left out (logged, counted); the others of its client land."""
+    import fedras_flwr.federation as federation
+
+    cfg = RunConfig(embedding_dim=8, lr=1.0, codec="fedras")
+    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    server = FederatedServer(cfg, split.num_items, range(split.num_users))
+    real_train = federation.train_user
+
+    def poisoned(backbone, cfg, user, *args):
+        args = list(args)
+        if user.user == 4:  # this user's copy of the table is corrupt: training yields NaN
+            args[2] = np.full_like(args[2], np.nan)
+        return real_train(backbone, cfg, user, *args)
+
+    monkeypatch.setattr(federation, "train_user", poisoned)
+    outcome = worker.fit([3, 4, 5], server.global_arrays(), 1, store)
+    assert [u.user for u in outcome.updates] == [3, 5] and outcome.failed_users == [4]
+    assert store.get("user/4/vector") is None and store.get("user/3/vector") is not None
+    assert "user 4 skipped" in caplog.text
+    stats = server.aggregate(outcome.updates, 1)
+    assert stats.clients == 2 and np.all(np.isfinite(server.item_table))
+
+
+def test_exploding_values_are_divergence(split):
+    from fedras_flwr.training import DivergenceError
+
+    cfg = RunConfig(embedding_dim=8, lr=1.0, divergence_limit=1e-3)  # every trained value exceeds it
+    server = FederatedServer(cfg, split.num_items, range(split.num_users))
+    user = split.users[2]
+    with pytest.raises(DivergenceError, match="divergence-limit"):
+        train_user(server.backbone, cfg, user, NegativeSampler(user, split.num_items),
+                   server.backbone.init_user(0.1, np.random.default_rng(1)), server.item_table, server.dense, 1)
+
+
+def test_model_defaults_are_per_model():
+    assert (RunConfig().effective_optimizer, RunConfig().effective_lr) == ("sgd", 4.0)
+    neumf = RunConfig(model="neumf")
+    assert (neumf.effective_optimizer, neumf.effective_lr) == MODEL_DEFAULTS["neumf"] != ("sgd", 4.0)
+    assert RunConfig(model="neumf", lr=0.5, optimizer="sgd").effective_lr == 0.5
+
+
+def test_neumf_with_its_defaults_learns(split):
+    """The loss MF's lr sent to 899 in round 2 now falls, and nothing diverges."""
+    cfg = RunConfig(model="neumf", embedding_dim=8)
+    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    server = FederatedServer(cfg, split.num_items, range(split.num_users))
+    losses = []
+    for server_round in range(1, 6):
+        outcome = worker.fit(range(split.num_users), server.global_arrays(), server_round, store)
+        assert not outcome.failed_users
+        losses.append(server.aggregate(outcome.updates, server_round).train_loss)
+    assert losses[-1] < losses[0] < 0.75

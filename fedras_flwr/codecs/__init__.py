@@ -12,8 +12,10 @@ from fedras_flwr.codecs.base import (
     codec_registry,
     merge_updates,
     serialized_size,
+    shaped_size,
     wire_bytes,
 )
+from fedras_flwr.codecs.weights import WEIGHT_FORMATS, WeightsCodec
 
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
@@ -29,5 +31,5 @@ def make_codec(cfg: "RunConfig", num_items: int, dim: int) -> Codec:  # noqa: F8
 
 __all__ = [
     "Codec", "ItemUpdate", "PayloadError", "available_codecs", "make_codec", "merge_updates", "serialized_size",
-    "wire_bytes",
+    "shaped_size", "wire_bytes", "WEIGHT_FORMATS", "WeightsCodec",
 ]

@@ -53,6 +53,12 @@ def serialized_size(array: np.ndarray) -> int:
     return _npy_header_size(array.dtype, fortran_order, array.shape) + array.nbytes
 
 
+def shaped_size(shape: tuple[int, ...], dtype: str | np.dtype) -> int:
+    """`serialized_size` of a C-ordered array of this shape and dtype, without allocating it."""
+    dtype = np.dtype(dtype)
+    return _npy_header_size(dtype, False, tuple(shape)) + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
 @functools.lru_cache(maxsize=4096)
 def _npy_header_size(dtype: np.dtype, fortran_order: bool, shape: tuple[int, ...]) -> int:
     buffer = io.BytesIO()
@@ -113,13 +119,18 @@ class Codec(ABC):
         `rows` is the number of touched rows the server decoded from `arrays` (so nothing is decoded twice).
         """
 
+    def plain_bytes(self, arrays: Sequence[np.ndarray], decoded: ItemUpdate) -> int:
+        """Bytes of this upload without entropy coding (codecs that entropy-code override it)."""
+        return wire_bytes(arrays)
+
     def num_actions(self, arrays: Sequence[np.ndarray]) -> int | None:
         """Number of actions (centroids) in an upload, for codecs that have them."""
         return None
 
-    def gradient_projector(self, server_round: int) -> np.ndarray | None:
-        """A (dim x dim) projector applied to item-row gradients during local training, for codecs
-        that constrain training itself (CoLR); None for codecs that only compress the result."""
+    def update_basis(self, server_round: int) -> np.ndarray | None:
+        """An (r x dim) basis with orthonormal rows that local training confines the item update to
+        (Q0 + A B, training A), for codecs that constrain training itself (CoLR); None for codecs that
+        only compress the result."""
         return None
 
     # -- helpers for decoders: a hostile client must not crash or poison the server --------------

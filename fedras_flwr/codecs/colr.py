@@ -1,8 +1,8 @@
 """`colr`: CoLR (WWW'24). The item update is constrained to Q + A B during local training, with B
 (`colr-rank` x d, orthonormal rows) regenerated every round from the shared seed; only A goes up.
 
-Local training applies the projector B^T B to item-row gradients (see training.py): for SGD that is
-exactly training A with B fixed. The server rebuilds A B with the same B.
+Local training trains A itself (training.py), so the optimizer and weight decay act on A, as in CoLR,
+whatever they are. The server rebuilds A B with the same B.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ class CoLRCodec(IdsAndValuesCodec):
     def basis(self, server_round: int) -> np.ndarray:
         return _orthonormal_basis(self.cfg.seed, server_round, min(self.cfg.colr_rank, self.dim), self.dim)
 
-    def gradient_projector(self, server_round: int) -> np.ndarray:
-        basis = self.basis(server_round)
-        return basis.T @ basis
+    def update_basis(self, server_round: int) -> np.ndarray:
+        return self.basis(server_round)
 
     def encode_rows(self, rows: np.ndarray, server_round: int) -> list[np.ndarray]:
         return [(rows @ self.basis(server_round).T).astype(np.float32)]

@@ -4,7 +4,7 @@ index per touched item; the server rebuilds every row as the centroid of its act
 
 Layout (num_arrays depends on the options, fixed for a run):
     [centroids (K x d, float16|float32), assignments (uint8, ceil(log2 K) bits each), ids (uint8)]
-    entropy-coding = zstd: assignments and ids travel together as one zstd frame (uint8)
+    entropy-coding = range: ids and assignments travel together, range-coded (uint8, entropy.py)
     cluster-on = direction: + magnitudes (float16, one per row); rows are clustered as unit vectors
 When a client touched at most K rows, its rows are sent exactly (float32 centroids, one per row).
 """
@@ -12,14 +12,13 @@ When a client touched at most K rows, its rows are sent exactly (float32 centroi
 from __future__ import annotations
 
 import math
-import struct
 from typing import Sequence
 
 import numpy as np
-import zstandard
 
 from fedras_flwr.clustering import kmeans
-from fedras_flwr.codecs.base import Codec, ItemUpdate, PayloadError, wire_bytes
+from fedras_flwr.codecs.base import Codec, ItemUpdate, PayloadError, shaped_size, wire_bytes
+from fedras_flwr.codecs.entropy import decode_symbols, encode_symbols
 from fedras_flwr.codecs.packing import bits_for, decode_ids, encode_ids, pack_bits, unpack_bits
 from fedras_flwr.config import RunConfig
 
@@ -33,7 +32,7 @@ class FedRASCodec(Codec):
     def __init__(self, cfg: RunConfig, num_items: int, dim: int) -> None:
         super().__init__(cfg, num_items, dim)
         self.direction = cfg.cluster_on == "direction"
-        self.entropy = cfg.entropy_coding == "zstd"
+        self.entropy = cfg.entropy_coding == "range"
         self.num_arrays = (2 if self.entropy else 3) + (1 if self.direction else 0)
 
     # -- client ------------------------------------------------------------------------------------
@@ -52,14 +51,16 @@ class FedRASCodec(Codec):
             clusters = kmeans(points, k, self.cfg.kmeans_iters, self._seed(server_round), spherical=self.direction)
             centroids = clusters.centroids.astype(self.cfg.centroid_dtype)
             assignment = clusters.assignment
-        indices = pack_bits(assignment, bits_for(len(centroids)))
-        ids = encode_ids(update.ids, self.num_items)
-        arrays = [centroids, *self._index_arrays(indices, ids)]
+        if self.entropy:
+            symbols = [encode_symbols(update.ids, assignment, len(centroids), self.num_items)]
+        else:
+            symbols = [pack_bits(assignment, bits_for(len(centroids))), encode_ids(update.ids, self.num_items)]
+        arrays = [centroids, *symbols]
         return arrays + [magnitudes] if self.direction else arrays
 
     def predicted_bytes(self, update: ItemUpdate, num_actions: int) -> int:
-        """Upload size at K actions without clustering: exact, or an upper bound with entropy coding
-        (computed for the plain layout)."""
+        """Upload size at K actions without clustering: exact for the plain layout (with entropy coding,
+        the plain layout's size: the coded size depends on the clusters)."""
         rows = len(update.ids)
         exact = rows <= num_actions
         centroids = np.empty((rows if exact else num_actions, self.dim), np.float32 if exact else self.cfg.centroid_dtype)
@@ -75,13 +76,6 @@ class FedRASCodec(Codec):
     def _seed(self, server_round: int) -> int:
         return (self.cfg.seed * 1_000_003 + server_round) % (1 << 31)
 
-    def _index_arrays(self, indices: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
-        if not self.entropy:
-            return [indices, ids]
-        body = struct.pack("<I", len(ids)) + ids.tobytes() + indices.tobytes()
-        frame = zstandard.ZstdCompressor(level=19, write_checksum=False).compress(body)
-        return [np.frombuffer(frame, dtype=np.uint8).copy()]
-
     # -- server ------------------------------------------------------------------------------------
     def decode(self, arrays: Sequence[np.ndarray], server_round: int) -> ItemUpdate:
         if len(arrays) != self.num_arrays:
@@ -91,15 +85,18 @@ class FedRASCodec(Codec):
             raise PayloadError("fedras: centroids must be a 2-D float16/float32 array")
         if centroids.shape[1] != self.dim or not np.all(np.isfinite(centroids)):
             raise PayloadError(f"fedras: centroids must be finite with {self.dim} columns")
-        indices, id_blob = self._split_index_arrays(arrays[1:3] if not self.entropy else arrays[1:2])
-        ids = decode_ids(id_blob, self.num_items)
-        if len(ids) and len(centroids) == 0:
-            raise PayloadError("fedras: rows without any action")
-        if len(centroids) > min(len(ids), self.max_actions):
-            raise PayloadError(
-                f"fedras: {len(centroids)} actions for {len(ids)} rows (at most one per row and {self.max_actions})"
-            )
-        assignment = unpack_bits(indices, bits_for(len(centroids)), len(ids))
+        if len(centroids) > self.max_actions:
+            raise PayloadError(f"fedras: {len(centroids)} actions, more than any policy allows ({self.max_actions})")
+        if self.entropy:
+            ids, assignment = decode_symbols(arrays[1], len(centroids), self.num_items)
+            self._check_action_count(len(centroids), len(ids))
+        else:
+            indices, id_blob = arrays[1], arrays[2]
+            if any(not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 1 for a in (indices, id_blob)):
+                raise PayloadError("fedras: index arrays must be 1-D uint8")
+            ids = decode_ids(id_blob, self.num_items)
+            self._check_action_count(len(centroids), len(ids))
+            assignment = unpack_bits(indices, bits_for(len(centroids)), len(ids))
         if len(ids) and assignment.max() >= len(centroids):
             raise PayloadError("fedras: an assignment points past the last action")
         rows = centroids.astype(np.float32)[assignment]
@@ -113,35 +110,28 @@ class FedRASCodec(Codec):
                 rows = rows * magnitudes.astype(np.float32)[:, None]
         return ItemUpdate(ids=ids, rows=rows)
 
+    @staticmethod
+    def _check_action_count(actions: int, rows: int) -> None:
+        if rows and actions == 0:
+            raise PayloadError("fedras: rows without any action")
+        if actions > rows:
+            raise PayloadError(f"fedras: {actions} actions for {rows} rows (at most one per row)")
+
     @property
     def max_actions(self) -> int:
         """The largest K any configured policy (or the downlink) may use: more is a malformed upload."""
         return max(self.cfg.num_actions, self.cfg.downlink_actions, *self.cfg.k_candidate_list)
 
-    def _split_index_arrays(self, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        if any(not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 1 for a in arrays):
-            raise PayloadError("fedras: index arrays must be 1-D uint8")
-        if not self.entropy:
-            return arrays[0], arrays[1]
-        limit = 4 + 11 * self.num_items + self.num_items * 8  # the largest honest body for this catalogue
-        frame = arrays[0].tobytes()
-        try:
-            declared = zstandard.frame_content_size(frame)  # -1 when the frame does not say
-            if declared > limit:  # checked first: the decompressor would allocate the declared size
-                raise PayloadError(f"fedras: the zstd frame declares {declared:,} bytes, more than any id set ({limit:,})")
-            body = zstandard.ZstdDecompressor().decompress(frame, max_output_size=limit)
-        except zstandard.ZstdError as err:
-            raise PayloadError(f"fedras: corrupt zstd frame ({err})") from err
-        if len(body) < 4:
-            raise PayloadError("fedras: truncated zstd body")
-        (id_length,) = struct.unpack("<I", body[:4])
-        if id_length > len(body) - 4:
-            raise PayloadError("fedras: id length points past the end of the zstd body")
-        as_array = np.frombuffer(body, dtype=np.uint8)
-        return as_array[4 + id_length :], as_array[4 : 4 + id_length]
-
     def num_actions(self, arrays: Sequence[np.ndarray]) -> int | None:
         return len(arrays[0])
+
+    def plain_bytes(self, arrays: Sequence[np.ndarray], decoded: ItemUpdate) -> int:
+        """The upload in the plain layout (bit-packed assignments, compact ids): what entropy coding saves on."""
+        if not self.entropy:
+            return wire_bytes(arrays)
+        centroids, rows = arrays[0], len(decoded.ids)
+        assignments = shaped_size((math.ceil(rows * bits_for(len(centroids)) / 8),), np.uint8)
+        return wire_bytes([centroids, encode_ids(decoded.ids, self.num_items), *arrays[2:]]) + assignments
 
     def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
         """K x d centroid values + one index per touched item (+ one magnitude per item)."""

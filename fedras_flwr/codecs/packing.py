@@ -39,7 +39,7 @@ def unpack_bits(buffer: np.ndarray, bits: int, count: int) -> np.ndarray:
     return (flat.astype(np.int64) << np.arange(bits, dtype=np.int64)).sum(axis=1)
 
 
-def _varints(values: np.ndarray) -> bytes:
+def encode_varints(values: np.ndarray) -> bytes:
     """LEB128: 7 bits per byte, least significant group first, the high bit set on all but a value's last byte."""
     if len(values) == 0:
         return b""
@@ -52,7 +52,7 @@ def _varints(values: np.ndarray) -> bytes:
     return groups[position < length[:, None]].tobytes()
 
 
-def _read_varints(blob: bytes) -> list[int]:
+def decode_varints(blob: bytes) -> list[int]:
     values, current, shift = [], 0, 0
     for byte in blob:
         current |= (byte & 0x7F) << shift
@@ -74,7 +74,7 @@ def encode_ids(ids: np.ndarray, num_items: int) -> np.ndarray:
     as_bitmap = np.packbits(bitmap, bitorder="little").tobytes()
     if len(ids) >= len(as_bitmap):  # at least a byte per id: the gap list cannot be smaller
         return np.frombuffer(bytes([_BITMAP]) + as_bitmap, dtype=np.uint8).copy()
-    as_deltas = _varints(np.diff(ids, prepend=-1) - 1)
+    as_deltas = encode_varints(np.diff(ids, prepend=-1) - 1)
     mode, body = (_BITMAP, as_bitmap) if len(as_bitmap) <= len(as_deltas) else (_DELTAS, as_deltas)
     return np.frombuffer(bytes([mode]) + body, dtype=np.uint8).copy()
 
@@ -93,7 +93,7 @@ def decode_ids(blob: np.ndarray, num_items: int) -> np.ndarray:
     if mode == _DELTAS:
         if len(body) > 10 * num_items:
             raise PayloadError("id list is longer than any id set of this catalogue")
-        gaps = np.asarray(_read_varints(body.tobytes()), dtype=np.int64)
+        gaps = np.asarray(decode_varints(body.tobytes()), dtype=np.int64)
         if np.any(gaps >= num_items):  # checked before the sum, which huge gaps would overflow
             raise PayloadError("id list names items beyond the catalogue")
         ids = np.cumsum(gaps + 1) - 1

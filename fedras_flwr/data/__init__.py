@@ -10,7 +10,7 @@ from fedras_flwr.data.split import NegativeSampler, SplitDataset, UserSplit, lea
 
 
 _DATA_KEYS = (
-    "dataset", "seed", "data_dir", "cache_dir", "interactions_file", "interactions_sep", "interactions_columns",
+    "dataset", "split_seed", "data_dir", "cache_dir", "interactions_file", "interactions_sep", "interactions_columns",
     "synthetic_users", "synthetic_items", "synthetic_mean_interactions", "num_eval_negatives", "min_user_interactions",
 )
 
@@ -28,7 +28,7 @@ def _data_independent_keys() -> list[str]:
 def _cached_split(cfg: RunConfig) -> SplitDataset:
     data = load_dataset(
         cfg.dataset,
-        seed=cfg.seed,
+        seed=cfg.split_seed,
         data_dir=cfg.data_dir,
         cache_dir=cfg.cache_dir,
         interactions_file=cfg.interactions_file,
@@ -38,7 +38,7 @@ def _cached_split(cfg: RunConfig) -> SplitDataset:
         synthetic_items=cfg.synthetic_items,
         synthetic_mean_interactions=cfg.synthetic_mean_interactions,
     )
-    return leave_one_out(data, cfg.seed, cfg.num_eval_negatives, cfg.min_user_interactions)
+    return leave_one_out(data, cfg.split_seed, cfg.num_eval_negatives, cfg.min_user_interactions)
 
 
 __all__ = [

@@ -65,6 +65,11 @@ def leave_one_out(
     """
     if min_user_interactions < 3:
         raise ValueError("min_user_interactions must be >= 3")
+    if data.num_items < num_eval_negatives + min_user_interactions:
+        raise DatasetError(
+            f"{data.name}: the catalogue has {data.num_items} items, too few for {num_eval_negatives} evaluation "
+            f"negatives next to a user's {min_user_interactions}+ positives; lower num-eval-negatives"
+        )
     shuffle = np.random.default_rng([seed, PURPOSE_SPLIT]).permutation(len(data.users))
     times = data.timestamps[shuffle] if data.timestamps is not None else np.zeros(len(shuffle))
     users = data.users[shuffle]
