@@ -178,7 +178,7 @@ def parse_int_list(text: str, key: str) -> list[int]:
 #: Local-training defaults per model (optimizer, lr), used when `optimizer = "auto"` / `lr = 0`. MF's
 #: plain SGD needs a large lr because the loss is a batch mean; NeuMF's MLP diverges at that lr (loss 899
 #: in round 2 on ML-100K) and learns with Adam (README "Models").
-MODEL_DEFAULTS: dict[str, tuple[str, float]] = {"mf": ("sgd", 4.0), "neumf": ("adam", 1e-3)}
+MODEL_DEFAULTS: dict[str, tuple[str, float]] = {"mf": ("sgd", 4.0), "neumf": ("adam", 0.02)}
 #: Codecs that send the update exactly as it is (the byte references); every other codec is lossy.
 LOSSLESS_CODECS = ("dense", "sparse")
 

@@ -16,7 +16,7 @@ import constriction
 import numpy as np
 
 from fedras_flwr.codecs.base import PayloadError
-from fedras_flwr.codecs.packing import encode_varints
+from fedras_flwr.codecs.packing import decode_varints, encode_varints
 
 _MAX_VARINT_BYTES = 10
 
@@ -48,7 +48,7 @@ def decode_symbols(blob: np.ndarray, num_actions: int, num_items: int) -> tuple[
     """Inverse of `encode_symbols`: (ids, assignment); PayloadError for anything inconsistent."""
     if not isinstance(blob, np.ndarray) or blob.dtype != np.uint8 or blob.ndim != 1:
         raise PayloadError("fedras: the range-coded symbols must be a 1-D uint8 array")
-    header, offset = _leading_varints(blob, 1 + num_actions)
+    header, offset = decode_varints(blob[: (1 + num_actions) * _MAX_VARINT_BYTES].tobytes(), 1 + num_actions)
     count = header[0]
     if count > num_items or any(c > count for c in header[1:]):
         raise PayloadError(f"fedras: the symbol header names more ids or assignments than the catalogue has")
@@ -71,20 +71,3 @@ def decode_symbols(blob: np.ndarray, num_actions: int, num_items: int) -> tuple[
     if len(ids) != count or not np.array_equal(np.bincount(assignment, minlength=num_actions), counts):
         raise PayloadError("fedras: the range-coded symbols disagree with their header")
     return ids, assignment
-
-
-def _leading_varints(blob: np.ndarray, count: int) -> tuple[list[int], int]:
-    """The first `count` LEB128 varints of `blob` and the offset after them."""
-    values, current, shift, offset = [], 0, 0, 0
-    data = blob[: count * _MAX_VARINT_BYTES].tobytes()
-    for offset, byte in enumerate(data, start=1):
-        current |= (byte & 0x7F) << shift
-        shift += 7
-        if shift > 63:
-            raise PayloadError("fedras: varint too long in the symbol header")
-        if byte < 0x80:
-            values.append(current)
-            current, shift = 0, 0
-            if len(values) == count:
-                return values, offset
-    raise PayloadError("fedras: the symbol header is cut short")

@@ -52,19 +52,22 @@ def encode_varints(values: np.ndarray) -> bytes:
     return groups[position < length[:, None]].tobytes()
 
 
-def decode_varints(blob: bytes) -> list[int]:
-    values, current, shift = [], 0, 0
-    for byte in blob:
+def decode_varints(blob: bytes, count: int | None = None) -> tuple[list[int], int]:
+    """The LEB128 values at the start of `blob` (all of them, or the first `count`) and the bytes read."""
+    values, current, shift, read = [], 0, 0, 0
+    for read, byte in enumerate(blob, start=1):
         current |= (byte & 0x7F) << shift
         shift += 7
         if shift > 63:
-            raise PayloadError("varint too long in the id list")
+            raise PayloadError("varint too long")
         if byte < 0x80:
             values.append(current)
             current, shift = 0, 0
-    if shift:
-        raise PayloadError("truncated varint in the id list")
-    return values
+            if len(values) == count:
+                break
+    if shift or (count is not None and len(values) < count):
+        raise PayloadError("truncated varint")
+    return values, read
 
 
 def encode_ids(ids: np.ndarray, num_items: int) -> np.ndarray:
@@ -93,7 +96,7 @@ def decode_ids(blob: np.ndarray, num_items: int) -> np.ndarray:
     if mode == _DELTAS:
         if len(body) > 10 * num_items:
             raise PayloadError("id list is longer than any id set of this catalogue")
-        gaps = np.asarray(decode_varints(body.tobytes()), dtype=np.int64)
+        gaps = np.asarray(decode_varints(body.tobytes())[0], dtype=np.int64)
         if np.any(gaps >= num_items):  # checked before the sum, which huge gaps would overflow
             raise PayloadError("id list names items beyond the catalogue")
         ids = np.cumsum(gaps + 1) - 1
