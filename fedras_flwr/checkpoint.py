@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: per-user table versions (downlink accounting)
 _META_KEY = "__meta__"
 _NAME = re.compile(r"^round-(\d+)\.npz$")
 

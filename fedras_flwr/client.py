@@ -134,7 +134,7 @@ class FedRASClient(NumPyClient):
 
     def evaluate(self, parameters: NDArrays, config: dict[str, Scalar]) -> tuple[float, int, dict[str, Scalar]]:
         self._resume(config)
-        table = self.worker.receive(self.store, parameters, version=int(config["table-version"]))
+        table = self.worker.receive(self.store, parameters, str(config["downlink"]), int(config["table-version"]))
         ranks = self.worker.rank(self.users, table, self.store)
         return 0.0, len(self.users), {**pack_ranks(self.users, ranks), **self._snapshot(config)}
 

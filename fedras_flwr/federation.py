@@ -123,7 +123,7 @@ class RoundPlan:
     down_bytes: Mapping[int, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass
 class FitOutcome:
     """What a client's users produced in one round: their uploads, and the users whose training
     diverged (skipped, their state not saved)."""
@@ -150,6 +150,8 @@ class ClientWorker:
         self._profiles: dict[int, Profile] = {}
         self.weights_codec = make_weights_codec(cfg, self.backbone)
         self.references = ByteReferences.for_run(cfg, split.num_items)
+        # what this client would send uncompressed (deadlines derive from it; the references may use a larger d)
+        self._own_dense_upload = ByteReferences.for_run(cfg.replace(reference_embedding_dim=0), split.num_items).dense
         num_dense = len(self.backbone.init_dense(np.random.default_rng(0)))
         self.receiver = TableReceiver(cfg, split.num_items, self.backbone.item_dim, num_dense)
         self._samplers: dict[int, NegativeSampler] = {}
@@ -227,7 +229,7 @@ class ClientWorker:
         up_bytes = wire_bytes(payload) + wire_bytes(weights)
         return {
             "sim_time": self.hetero.seconds(profile, down_bytes, examples, rows, actions, up_bytes),
-            "dense_time": self.hetero.seconds(profile, down_bytes, examples, rows, 0, self.references.dense),
+            "dense_time": self.hetero.seconds(profile, down_bytes, examples, rows, 0, self._own_dense_upload),
             "tier": [t.name for t in self.hetero.compute].index(profile.device),
         }
 
@@ -336,7 +338,8 @@ class UploadBytes:
     weights: int = 0  # the dense-weight part of `total`
     dense_ref: int = 0
     sparse_ref: int = 0
-    plain: int = 0  # the same uploads in the codec's plain layout (differs from `total` with entropy coding)
+    symbols: int = 0  # entropy-coded ids and indices (data bytes), for codecs that entropy-code them
+    symbols_plain: int = 0  # the same symbols in the plain layout
 
     def mean(self, name: str) -> float:
         return getattr(self, name) / self.count if self.count else 0.0
@@ -524,13 +527,15 @@ class FederatedServer:
         self.dense = [(total / examples).astype(np.float32) for total in dense_sums]
 
     def _upload_bytes(self, valid: Sequence[_ValidUpload]) -> UploadBytes:
+        symbols = [self.codec.symbol_bytes(v.update.payload, v.decoded) or (0, 0) for v in valid]
         return UploadBytes(
             count=len(valid),
             total=sum(v.size for v in valid),
             weights=sum(wire_bytes(v.update.dense) for v in valid),
             dense_ref=len(valid) * self.references.dense,
             sparse_ref=sum(self.references.sparse(len(v.decoded.ids)) for v in valid),
-            plain=sum(self.codec.plain_bytes(v.update.payload, v.decoded) + wire_bytes(v.update.dense) for v in valid),
+            symbols=sum(coded for coded, _ in symbols),
+            symbols_plain=sum(plain for _, plain in symbols),
         )
 
     def _skip_reason(self, valid: int, failures: RoundFailures) -> str:

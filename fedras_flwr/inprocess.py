@@ -33,8 +33,8 @@ def run_inprocess(cfg: RunConfig) -> dict[str, Any]:
             worker.save_state(store, snapshots, server_round)
         session.end_training(server_round, outcome.updates, RoundFailures(users_failed=len(outcome.failed_users)))
         if session.server.is_eval_round(server_round):
-            version = session.evaluation_downlink([0])
-            evaluation = worker.receive(store, session.server.global_arrays(), version=version)
+            message = session.evaluation_downlink([0])[0]
+            evaluation = worker.receive(store, message.arrays, message.kind, message.version)
             ranks = worker.rank(all_users, evaluation, store)
             if session.snapshot_in_evaluation(server_round):
                 worker.save_state(store, snapshots, server_round)

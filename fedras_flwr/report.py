@@ -66,7 +66,7 @@ def group_rows(runs: list[dict[str, Any]], target: float | None) -> list[dict[st
 
         def at_best_val(key: str) -> list[float | None]:
             """The test metric at the round with the best validation HR@10 (model selection without the test item)."""
-            return [s["best-val"].get(key) for s in summaries]
+            return [s.get("best-val", {}).get(key) for s in summaries]
 
         reach = [time_to_reach(m["records"], METRIC, target) for m in members] if target else [s.get("time-to-target") for s in summaries]
         rows.append({

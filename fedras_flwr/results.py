@@ -1,4 +1,4 @@
-"""Run outputs: `rounds.jsonl` (one line per evaluated round), `summary.json`, `incidents.jsonl` (every
+"""Run outputs: `rounds.jsonl` (one line per round, metrics on evaluation rounds), `summary.json`, `incidents.jsonl` (every
 rejected upload, failed SuperNode and skipped round), and a progress line per round in the log.
 Written by whoever drives the server (ServerApp or in-process loop)."""
 
@@ -148,18 +148,19 @@ class RunRecorder:
             "lost-users": train.failures.users_lost,
             "failed-users": train.failures.users_failed,
             "skipped": bool(train.skipped),
+            "uploads": uploads.count,
             "up-bytes": up_bytes,
             "up-bytes-dense-weights": uploads.mean("weights"),
             "up-bytes-dense-ref": uploads.mean("dense_ref"),
             "up-bytes-sparse-ref": uploads.mean("sparse_ref"),
             "up-reduction-dense": _reduction(uploads.total, uploads.dense_ref),
             "up-reduction-sparse": _reduction(uploads.total, uploads.sparse_ref),
-            **({"up-bytes-plain": uploads.mean("plain"), "entropy-gain": _reduction(uploads.total, uploads.plain)}
-               if self.cfg.entropy_coding != "none" else {}),
+            **({"symbol-bytes": uploads.mean("symbols"), "symbol-bytes-plain": uploads.mean("symbols_plain"),
+                "entropy-gain": _reduction(uploads.symbols, uploads.symbols_plain)} if uploads.symbols_plain else {}),
             "up-numbers": train.up_numbers,
             "up-numbers-reduction-sparse": _reduction(train.up_numbers, train.up_numbers_sparse_ref),
             "down-bytes": float(np.mean(down_bytes)) if down_bytes else 0.0,
-            "down-messages": len(down_bytes),
+            "down-users": len(down_bytes),
             **({"eval-down-bytes": float(np.mean(eval_down_bytes))} if eval_down_bytes else {}),
             "mean-k": train.mean_k,
             "recon-error": train.recon_error,

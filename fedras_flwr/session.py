@@ -170,19 +170,23 @@ class ServerSession:
             self.user_versions[user] = version
         return downloads
 
-    def downlink(self, node: int, users: Sequence[int]) -> tuple[Broadcast, RoundPlan]:
-        """The training message for one node (what it lacks of the current table) and the round's plan
-        for its `users`, with what each of them downloaded."""
+    def _node_message(self, node: int) -> Broadcast:
+        """What one node lacks of the current table (full table, step or dense weights only); it holds
+        the current table afterwards."""
         message = self.server.broadcast(self.node_versions.get(node))
         self.node_versions[node] = message.version
-        return message, self.server.round_plan({user: self._down_bytes[user] for user in users})
+        return message
 
-    def evaluation_downlink(self, nodes: Sequence[int]) -> int:
-        """Evaluation sends every node the full current table, the version they then hold; every user
-        is evaluated, so every user is counted as downloading what it lacks of it."""
+    def downlink(self, node: int, users: Sequence[int]) -> tuple[Broadcast, RoundPlan]:
+        """The training message for one node and the round's plan for its `users`, with what each of
+        them downloaded."""
+        return self._node_message(node), self.server.round_plan({user: self._down_bytes[user] for user in users})
+
+    def evaluation_downlink(self, nodes: Sequence[int]) -> dict[int, Broadcast]:
+        """The evaluation message for each node, like a training one; every user is evaluated, so every
+        user is counted as downloading what it lacks of the current table."""
         self._eval_down_bytes = self._deliver(self.server.users)
-        self.node_versions.update({node: self.server.table_version for node in nodes})
-        return self.server.table_version
+        return {node: self._node_message(node) for node in nodes}
 
     def forget_node(self, node: int | None, users: Sequence[int] = ()) -> None:
         """A node that failed may not hold what it was sent: it (and its `users`) get the full table

@@ -167,14 +167,14 @@ class FedRASStrategy(Strategy):
                 outcome = unpack_updates(arrays, fit_res.metrics, server.codec, server.weights_codec.num_arrays, asked)
             except Exception as err:  # noqa: BLE001 - one node's reply must never stop the server
                 log.warning("round %d: dropped the reply of SuperNode %s: %s", server_round, proxy.cid, _describe(err))
-                self._forget_node(proxy.cid)
+                self._forget_node(proxy.cid, self._asked.get(proxy.cid, []))
                 continue
             updates += outcome.updates
             delivered[proxy.cid] = len(outcome.updates)
             diverged[proxy.cid] = len(outcome.failed_users)
         for failure in failures:
             log.warning("round %d: a SuperNode failed during training: %s", server_round, _describe(failure))
-            self._forget_table(failure)
+            self._forget_table(failure, self._asked)
         asked = {cid: len(users) for cid, users in self._asked.items()}
         # no reply, a broken one, or one that accounts for none of its users
         failed = [cid for cid in asked if not delivered.get(cid) and not diverged.get(cid)]
@@ -200,10 +200,17 @@ class FedRASStrategy(Strategy):
         server_round += self.session.start_round
         if not self.session.server.is_eval_round(server_round):
             return []
-        version = self.session.evaluation_downlink(sorted(self.partition_of.values()))
+        messages = self.session.evaluation_downlink(sorted(self.partition_of.values()))
         config = self._base_config(server_round, self.session.snapshot_in_evaluation(server_round))
-        ins = EvaluateIns(parameters, {**config, "table-version": version})
-        return [(self.proxies[cid], ins) for cid in sorted(self.proxies)]
+        serialized: dict[str, Parameters] = {}  # one serialization per kind of downlink message
+        instructions = []
+        for cid in sorted(self.proxies):
+            message = messages[self.partition_of[cid]]
+            if message.kind not in serialized:
+                serialized[message.kind] = ndarrays_to_parameters(message.arrays)
+            ins = EvaluateIns(serialized[message.kind], {**config, "downlink": message.kind, "table-version": message.version})
+            instructions.append((self.proxies[cid], ins))
+        return instructions
 
     def aggregate_evaluate(
         self,
@@ -222,24 +229,24 @@ class FedRASStrategy(Strategy):
                 log.warning("round %d: dropped the evaluation of SuperNode %s: %s", server_round, proxy.cid, err)
         for failure in failures:
             log.warning("round %d: a SuperNode failed during evaluation: %s", server_round, _describe(failure))
-            self._forget_table(failure)
+            self._forget_table(failure, self.users_of_node)
         missing = self._missing_snapshots(results, self.session.snapshot_in_evaluation(server_round))
         report = self.session.end_evaluation(server_round, [ranks[u] for u in sorted(ranks)], missing)
         return None, {**report, "eval-users": len(ranks)}
 
-    def _forget_table(self, failure: Any) -> None:
-        """A node that failed may not hold what it was sent: give it the full table next time (all nodes
-        when Flower does not say which node failed)."""
+    def _forget_table(self, failure: Any, sent_to: dict[str, list[int]]) -> None:
+        """A node that failed may not hold what it was sent: it, and the users it was sent a table for
+        (`sent_to`, by node), get the full table next time (all when Flower does not say which node failed)."""
         assert self.session is not None
         if isinstance(failure, BaseException):
             self.session.forget_node(None)
         else:
-            self._forget_node(failure[0].cid)
+            self._forget_node(failure[0].cid, sent_to.get(failure[0].cid, []))
 
-    def _forget_node(self, cid: str) -> None:
+    def _forget_node(self, cid: str, users: list[int]) -> None:
         assert self.session is not None
         if cid in self.partition_of:
-            self.session.forget_node(self.partition_of[cid], self.users_of_node.get(cid, []))
+            self.session.forget_node(self.partition_of[cid], users)
 
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
         """No centralised evaluation: the server holds no user data."""

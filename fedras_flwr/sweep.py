@@ -123,7 +123,7 @@ def main(cfg: DictConfig) -> float:
     final = summary["final"]
     log.info("final %s", {k: round(v, 4) for k, v in final.items() if v is not None and "val-" not in k})
     # the objective a sweeper maximises is the validation metric: selecting on the test item would leak it
-    return float(summary["best-val"].get("val-hr@10") or 0.0)
+    return float(summary["best-val"].get(f"val-hr@{RunConfig.from_flat(run_config).topk_list[0]}") or 0.0)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from fedras_flwr.config import RunConfig
 from fedras_flwr.data import load_split
 from fedras_flwr.data.split import NegativeSampler
 from fedras_flwr.experiments import mean_std, run_many
-from fedras_flwr.federation import FederatedServer, make_model
+from fedras_flwr.federation import ByteReferences, FederatedServer, make_model, make_weights_codec
 from fedras_flwr.inprocess import parse_overrides
 from fedras_flwr.training import train_user
 
@@ -81,7 +81,7 @@ def calibrate(
 
     Knob values are measured once, from the smallest upload up, until one exceeds the largest budget.
     """
-    dense_ref = num_items * make_model(base).item_dim * 4
+    dense_ref = ByteReferences.for_run(base, num_items).dense  # the exact wire size runs report against
     budgets = {level: (1.0 - level / 100.0) * dense_ref for level in levels}
     knob = knob_for(codec, base.embedding_dim)
     measured: list[tuple[dict[str, Any], float]] = []
@@ -91,10 +91,13 @@ def calibrate(
             overrides["reference-embedding-dim"] = base.embedding_dim
         cfg = RunConfig.from_flat({**base.to_flat(), **overrides})
         if codec == "small-d":  # dense at d' weighs the same for every client
-            mean_bytes = float(wire_bytes([np.zeros((num_items, make_model(cfg).item_dim), np.float32)]))
+            mean_bytes = float(ByteReferences.for_run(cfg.replace(reference_embedding_dim=0), num_items).dense)
         else:
-            encoder = make_codec(cfg, num_items, make_model(cfg).item_dim)
-            mean_bytes = float(np.mean([wire_bytes(encoder.encode(u, 1)) for u in updates]))
+            model = make_model(cfg)
+            encoder = make_codec(cfg, num_items, model.item_dim)
+            weights = model.init_dense(np.random.default_rng(0))  # their upload's size does not depend on values
+            weight_bytes = wire_bytes(make_weights_codec(cfg, model).encode(weights, weights))
+            mean_bytes = float(np.mean([wire_bytes(encoder.encode(u, 1)) for u in updates])) + weight_bytes
         measured.append((overrides, mean_bytes))
         if mean_bytes > max(budgets.values()):
             break

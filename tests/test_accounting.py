@@ -31,9 +31,11 @@ def test_up_bytes_are_what_each_user_serializes(tmp_path, model, codec):
         sum(len(t) for t in ndarrays_to_parameters([*u.payload, *u.dense]).tensors) for u in outcome.updates
     ]
     weights = [sum(len(t) for t in ndarrays_to_parameters(u.dense).tensors) for u in outcome.updates]
+    for update, size, weight_size in zip(outcome.updates, serialized, weights):  # user by user
+        uploads = FederatedServer(cfg, split.num_items, range(split.num_users)).aggregate([update], 1).uploads
+        assert (uploads.count, uploads.total, uploads.weights) == (1, size, weight_size)
     stats = server.aggregate(outcome.updates, 1)
     assert stats.uploads.count == 4 and stats.uploads.total == sum(serialized)
-    assert stats.uploads.weights == sum(weights)
     assert (stats.uploads.weights > 0) == (model == "neumf")
 
 
@@ -61,16 +63,18 @@ def test_dense_downlink_is_counted_per_user_in_training_and_evaluation(tmp_path)
     records = records_of(cfg)
     assert [r["round"] for r in records] == [1, 2, 3, 4]  # a record every round ...
     assert ["hr@10" in r for r in records] == [False, True, False, True]  # ... metrics on evaluation rounds
-    assert all(r["down-bytes"] == table and r["down-messages"] == cfg.clients_per_round for r in records)
+    assert all(r["down-bytes"] == table and r["down-users"] == cfg.clients_per_round for r in records)
     assert [r.get("eval-down-bytes") for r in records] == [None, table, None, table]
 
 
 def test_summary_reductions_come_from_the_cumulative_bytes(tmp_path):
-    summary = run_inprocess(tiny_config(tmp_path, codec="fedras", num_actions=2))
+    cfg = tiny_config(tmp_path, codec="fedras", num_actions=2, hetero="mixed", k_policy="deadline", stragglers="drop")
+    summary = run_inprocess(cfg)
     expected = 100 * (1 - summary["total-up-bytes"] / summary["total-up-bytes-dense-ref"])
     assert summary["up-reduction-dense"] == pytest.approx(expected, rel=1e-12)
-    records = records_of(tiny_config(tmp_path))
-    assert summary["total-up-bytes"] == sum(r["up-bytes"] * r["clients"] for r in records)
+    records = records_of(cfg)
+    assert summary["total-up-bytes"] == pytest.approx(sum(r["up-bytes"] * r["uploads"] for r in records), rel=1e-12)
+    assert sum(r["stragglers"] for r in records) > 0 and all(r["uploads"] == cfg.clients_per_round for r in records)
 
 
 def test_actions_downlink_counts_what_each_user_lacks(tmp_path):
@@ -86,16 +90,26 @@ def test_actions_downlink_counts_what_each_user_lacks(tmp_path):
     assert 0 < second["eval-down-bytes"] < table / 4  # evaluation: the step again
     assert third["down-bytes"] == 0  # evaluation left everyone with the current table
     assert summary["total-down-bytes"] == sum(
-        r["down-bytes"] * r["down-messages"] + r.get("eval-down-bytes", 0) * summary["num-users"] for r in (first, second, third)
+        r["down-bytes"] * r["down-users"] + r.get("eval-down-bytes", 0) * summary["num-users"] for r in (first, second, third)
     )
 
 
-def test_entropy_gain_is_logged_against_the_plain_layout(tmp_path):
-    cfg = tiny_config(tmp_path, codec="fedras", num_actions=4, entropy_coding="range", num_server_rounds=2)
-    run_inprocess(cfg)
+def test_entropy_gain_compares_the_coded_symbols_with_their_plain_layout(tmp_path):
+    """The gain is measured on the symbols (ids and assignments), not on a header fewer."""
+    cfg = tiny_config(tmp_path, codec="fedras", num_actions=4, entropy_coding="range")
+    split = load_split(cfg)
+    server = FederatedServer(cfg, split.num_items, range(split.num_users))
+    worker = ClientWorker(cfg, split)
+    plain_worker = ClientWorker(cfg.replace(entropy_coding="none"), split)
+    users = [0, 1, 2, 3]
+    coded = worker.fit(users, server.global_arrays(), 1, MemoryUserStore()).updates
+    plain = plain_worker.fit(users, server.global_arrays(), 1, MemoryUserStore()).updates  # the same clusters
+    uploads = server.aggregate(coded, 1).uploads
+    assert uploads.symbols == sum(u.payload[1].nbytes for u in coded)
+    assert uploads.symbols_plain == sum(u.payload[1].nbytes + u.payload[2].nbytes for u in plain)
+    run_inprocess(cfg.replace(num_server_rounds=2))
     for record in records_of(cfg):
-        assert record["up-bytes-plain"] > 0
-        assert record["entropy-gain"] == pytest.approx(100 * (1 - record["up-bytes"] / record["up-bytes-plain"]))
+        assert record["entropy-gain"] == pytest.approx(100 * (1 - record["symbol-bytes"] / record["symbol-bytes-plain"]))
 
 
 def test_up_bytes_feed_the_clock_and_the_k_policy(tmp_path):

@@ -76,3 +76,25 @@ def test_actions_downlink_in_a_run(tmp_path):
     rare = run_inprocess(cfg.replace(clients_per_round=4, out_dir=str(tmp_path / "rare")))
     rare_dense = run_inprocess(cfg.replace(clients_per_round=4, downlink="dense", out_dir=str(tmp_path / "rare-dense")))
     assert rare["total-down-bytes"] > 0.6 * rare_dense["total-down-bytes"]
+
+
+def test_every_node_evaluates_on_the_servers_table(tmp_path):
+    """Evaluation sends each node what it lacks (a step for a node that trained last round): the table it
+    rebuilds is the server's, bit for bit, and each user is counted for what it lacked."""
+    from fedras_flwr.data import load_split
+    from fedras_flwr.federation import ClientWorker, MemoryUserStore
+    from fedras_flwr.session import ServerSession
+
+    cfg = tiny_config(tmp_path, downlink="actions", downlink_actions=8, eval_every=2, num_server_rounds=2)
+    split = load_split(cfg)
+    session = ServerSession(cfg, split.num_items, range(split.num_users), {})
+    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    kinds = []
+    for server_round in (1, 2):
+        users = session.begin_round(server_round)
+        message, plan = session.downlink(0, users)
+        table = worker.receive(store, message.arrays, message.kind, message.version)
+        session.end_training(server_round, worker.fit(users, table, server_round, store, plan).updates)
+    message = session.evaluation_downlink([0])[0]
+    evaluated = worker.receive(store, message.arrays, message.kind, message.version)
+    assert message.kind == "actions" and np.array_equal(evaluated[0], session.server.item_table)

@@ -12,13 +12,15 @@ from fedras_flwr.models import MF, NeuMF
 from fedras_flwr.training import _epoch_batches, _NumpyMFStepper, _TorchStepper, train_user
 
 
+@pytest.mark.parametrize("colr", [False, True], ids=["rows", "colr-basis"])
 @pytest.mark.parametrize("optimizer, weight_decay", [("sgd", 0.0), ("sgd", 0.01), ("adam", 0.0), ("adam", 0.01)])
-def test_numpy_mf_matches_autograd(optimizer, weight_decay):
+def test_numpy_mf_matches_autograd(optimizer, weight_decay, colr):
     cfg = RunConfig(optimizer=optimizer, lr=0.05, weight_decay=weight_decay, embedding_dim=4)
     rng = np.random.default_rng(0)
     user = rng.standard_normal(4).astype(np.float32)
     rows = rng.standard_normal((7, 4)).astype(np.float32)
-    fast, slow = _NumpyMFStepper(cfg, user, rows), _TorchStepper(MF(4), cfg, user, rows, [])
+    basis = np.linalg.qr(rng.standard_normal((4, 2)))[0].T.astype(np.float32) if colr else None
+    fast, slow = _NumpyMFStepper(cfg, user, rows, basis), _TorchStepper(MF(4), cfg, user, rows, [], basis)
     for _ in range(5):
         items = rng.integers(0, 7, size=5)  # duplicates included
         labels = rng.integers(0, 2, size=5).astype(np.float32)
@@ -114,10 +116,7 @@ def test_colr_is_exact_under_any_optimizer(split, model, optimizer, weight_decay
     worker, store = ClientWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
     (update,) = worker.fit([3], server.global_arrays(), 7, store).updates
-    assert update.recon_error < 1e-4
-    basis = worker.codec.update_basis(7)
-    sent = worker.codec.decode(update.payload, 7)
-    assert np.abs(sent.rows - (sent.rows @ basis.T) @ basis).max() < 1e-5
+    assert update.recon_error < 1e-4  # the trained update is A B: sending A loses nothing
 
 
 def test_a_diverging_user_is_skipped_and_its_state_kept(split, monkeypatch, caplog):

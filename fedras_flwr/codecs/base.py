@@ -119,9 +119,10 @@ class Codec(ABC):
         `rows` is the number of touched rows the server decoded from `arrays` (so nothing is decoded twice).
         """
 
-    def plain_bytes(self, arrays: Sequence[np.ndarray], decoded: ItemUpdate) -> int:
-        """Bytes of this upload without entropy coding (codecs that entropy-code override it)."""
-        return wire_bytes(arrays)
+    def symbol_bytes(self, arrays: Sequence[np.ndarray], decoded: ItemUpdate) -> tuple[int, int] | None:
+        """(coded, plain) data bytes of the ids and indices, for a codec that entropy-codes them: what the
+        coder saves, headers aside. None when it does not."""
+        return None
 
     def num_actions(self, arrays: Sequence[np.ndarray]) -> int | None:
         """Number of actions (centroids) in an upload, for codecs that have them."""

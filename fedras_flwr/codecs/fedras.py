@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from fedras_flwr.clustering import kmeans
-from fedras_flwr.codecs.base import Codec, ItemUpdate, PayloadError, shaped_size, wire_bytes
+from fedras_flwr.codecs.base import Codec, ItemUpdate, PayloadError, wire_bytes
 from fedras_flwr.codecs.entropy import decode_symbols, encode_symbols
 from fedras_flwr.codecs.packing import bits_for, decode_ids, encode_ids, pack_bits, unpack_bits
 from fedras_flwr.config import RunConfig
@@ -125,13 +125,12 @@ class FedRASCodec(Codec):
     def num_actions(self, arrays: Sequence[np.ndarray]) -> int | None:
         return len(arrays[0])
 
-    def plain_bytes(self, arrays: Sequence[np.ndarray], decoded: ItemUpdate) -> int:
-        """The upload in the plain layout (bit-packed assignments, compact ids): what entropy coding saves on."""
+    def symbol_bytes(self, arrays: Sequence[np.ndarray], decoded: ItemUpdate) -> tuple[int, int] | None:
+        """Range-coded ids and assignments against the plain layout's (bit-packed assignments, compact ids)."""
         if not self.entropy:
-            return wire_bytes(arrays)
-        centroids, rows = arrays[0], len(decoded.ids)
-        assignments = shaped_size((math.ceil(rows * bits_for(len(centroids)) / 8),), np.uint8)
-        return wire_bytes([centroids, encode_ids(decoded.ids, self.num_items), *arrays[2:]]) + assignments
+            return None
+        assignments = math.ceil(len(decoded.ids) * bits_for(len(arrays[0])) / 8)
+        return arrays[1].nbytes, assignments + encode_ids(decoded.ids, self.num_items).nbytes
 
     def numbers_sent(self, arrays: Sequence[np.ndarray], rows: int) -> int:
         """K x d centroid values + one index per touched item (+ one magnitude per item)."""

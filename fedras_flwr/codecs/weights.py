@@ -6,8 +6,8 @@
 (asymmetric, rounded to nearest), in two arrays whatever the number of tensors, so the .npy headers
 stay few. The server adds the decoded change to the weights it sent that round.
 
-Next to K = 8 actions the float32 weights are most of a NeuMF upload (27 KB against 1.5 KB at d = 32);
-as 8-bit changes they are 6.9 KB (README "Byte accounting").
+At d = 32 the float32 weights are 28,292 B, most of a NeuMF upload next to K = 8 actions; as 8-bit
+changes they are 7,137 B (README "Codecs").
 """
 
 from __future__ import annotations

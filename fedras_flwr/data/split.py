@@ -65,10 +65,10 @@ def leave_one_out(
     """
     if min_user_interactions < 3:
         raise ValueError("min_user_interactions must be >= 3")
-    if data.num_items < num_eval_negatives + min_user_interactions:
+    if data.num_items <= num_eval_negatives + min_user_interactions:
         raise DatasetError(
             f"{data.name}: the catalogue has {data.num_items} items, too few for {num_eval_negatives} evaluation "
-            f"negatives next to a user's {min_user_interactions}+ positives; lower num-eval-negatives"
+            f"negatives, a user's {min_user_interactions}+ positives and one training negative; lower num-eval-negatives"
         )
     shuffle = np.random.default_rng([seed, PURPOSE_SPLIT]).permutation(len(data.users))
     times = data.timestamps[shuffle] if data.timestamps is not None else np.zeros(len(shuffle))
@@ -79,7 +79,7 @@ def leave_one_out(
     boundaries = np.flatnonzero(np.diff(users)) + 1
     starts = np.concatenate([[0], boundaries])
     ends = np.concatenate([boundaries, [len(users)]])
-    max_positives = data.num_items - num_eval_negatives
+    max_positives = data.num_items - num_eval_negatives - 1  # one item left to sample training negatives from
     splits: list[UserSplit] = []
     for start, end in zip(starts, ends):
         if end - start < min_user_interactions:
@@ -102,7 +102,7 @@ def leave_one_out(
         )
     if len(splits) < 2:
         raise DatasetError(
-            f"{data.name}: only {len(splits)} users have >= {min_user_interactions} interactions and fewer than "
+            f"{data.name}: only {len(splits)} users have >= {min_user_interactions} interactions and at most "
             f"{max_positives}; a federation needs at least 2. Use a larger dataset or lower min-user-interactions."
         )
     return SplitDataset(name=data.name, num_items=data.num_items, users=splits)
