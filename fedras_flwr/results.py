@@ -184,7 +184,8 @@ class RunRecorder:
         return {
             "target-hr": target,
             "target-round": hit["round"] if hit else None,
-            "time-to-target": hit["sim-time"] if hit else None,
+            # no simulated clock without a heterogeneity scenario: a time of 0 would read as instant
+            "time-to-target": hit["sim-time"] if hit and self.cfg.hetero != "none" else None,
         }
 
     def _evaluated(self) -> list[dict[str, Any]]:

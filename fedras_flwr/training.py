@@ -68,7 +68,8 @@ def train_user(
     )
     pos_local = np.searchsorted(touched, positives)
     losses: list[float] = []
-    with np.errstate(over="ignore"):  # exp overflow in the MF sigmoid gives exactly 0, which is right
+    # exp overflow in the MF sigmoid gives exactly 0, which is right; NaN from a diverging user is caught below
+    with np.errstate(over="ignore", invalid="ignore"):
         for epoch, negs in enumerate(negatives):
             items = np.concatenate([pos_local, np.searchsorted(touched, negs)])
             labels = np.concatenate([np.ones(len(pos_local), np.float32), np.zeros(len(negs), np.float32)])

@@ -60,6 +60,7 @@ def test_dense_downlink_is_counted_per_user_in_training_and_evaluation(tmp_path)
     assert summary["total-down-bytes"] == downloads * table
     assert summary["total-eval-down-bytes"] == 2 * summary["num-users"] * table
     assert summary["total-down-bytes"] >= summary["total-up-bytes"]
+    assert summary["time-to-target"] is None  # no simulated clock without a heterogeneity scenario
     records = records_of(cfg)
     assert [r["round"] for r in records] == [1, 2, 3, 4]  # a record every round ...
     assert ["hr@10" in r for r in records] == [False, True, False, True]  # ... metrics on evaluation rounds
