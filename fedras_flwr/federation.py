@@ -14,7 +14,9 @@ from typing import Iterable, Mapping, Protocol, Sequence
 import numpy as np
 
 from fedras_flwr.checkpoint import CheckpointError, SnapshotFolder
-from fedras_flwr.codecs import ItemUpdate, PayloadError, WeightsCodec, make_codec, merge_updates, shaped_size, wire_bytes
+from fedras_flwr.codecs import (
+    ItemUpdate, PayloadError, WeightsCodec, make_codec, merge_updates, serialized_size, shaped_size, wire_bytes,
+)
 from fedras_flwr.config import RunConfig
 from fedras_flwr.data.split import PURPOSE_INIT, NegativeSampler, SplitDataset, user_rng
 from fedras_flwr.downlink import FULL, Broadcast, TableBroadcaster, TableReceiver
@@ -365,11 +367,18 @@ class RoundTrainStats:
     failures: RoundFailures = RoundFailures()
     skipped: str = ""  # why the round left the global model unchanged ("" when it was applied)
     rejections: tuple[tuple[int, str], ...] = ()  # (user, reason) of every rejected upload
+    rejected_bytes: int = 0  # what the rejected uploads weighed: sent, though not in `uploads`
 
     @classmethod
     def empty(cls, rejected: int = 0, uploads: UploadBytes = UploadBytes()) -> "RoundTrainStats":
         nan = float("nan")
         return cls(0, rejected, nan, uploads, 0.0, 0.0, 0.0, None, nan)
+
+
+def _arrived_bytes(update: ClientUpdate) -> int:
+    """Serialized size of an upload's arrays, whatever they hold (arrays Flower cannot have carried count 0)."""
+    arrays = [*update.payload, *update.dense]
+    return sum(serialized_size(a) for a in arrays if isinstance(a, np.ndarray) and not a.dtype.hasobject)
 
 
 @dataclass(frozen=True)
@@ -461,13 +470,14 @@ class FederatedServer:
         compressed downlink cannot encode the step. (The mean step cannot overflow the table: each
         accepted update alone does not, a mean never exceeds its largest term, and decay shrinks rows.)
         """
-        valid, rejections = [], []
+        valid, rejections, rejected_bytes = [], [], 0
         for update in sorted(updates, key=lambda u: u.user):
             try:
                 valid.append(self.validate(update, server_round))
             except PayloadError as err:
                 log.warning("round %d: rejected the upload of user %d: %s", server_round, update.user, err)
                 rejections.append((update.user, str(err)))
+                rejected_bytes += _arrived_bytes(update)
         deadline = self.deadline
         self._next_deadline([v.update for v in valid])  # a rejected upload must not move the deadline
         stragglers = int(sum(v.update.sim_time > deadline for v in valid))
@@ -477,7 +487,8 @@ class FederatedServer:
             round_time = min(round_time, deadline)
         context = {
             "sim_round_time": round_time, "stragglers": stragglers, "deadline": deadline, "failures": failures,
-            "rejections": tuple(rejections), "skipped": self._skip_reason(len(accepted), failures),
+            "rejections": tuple(rejections), "rejected_bytes": rejected_bytes,
+            "skipped": self._skip_reason(len(accepted), failures),
         }
         uploads = self._upload_bytes(valid)
         if not accepted:

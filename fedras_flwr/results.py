@@ -47,7 +47,7 @@ def _json_safe(value: Any) -> Any:
 _TOTALS = (
     "total-up-bytes", "total-up-bytes-dense-ref", "total-up-bytes-sparse-ref", "total-down-bytes",
     "total-eval-down-bytes", "sim-time", "total-stragglers", "total-rejected", "total-failed-supernodes",
-    "total-lost-users", "total-failed-users", "skipped-rounds",
+    "total-lost-users", "total-failed-users", "total-rejected-up-bytes", "skipped-rounds",
 )
 
 
@@ -121,6 +121,7 @@ class RunRecorder:
         totals["total-failed-supernodes"] += train.failures.nodes_failed
         totals["total-lost-users"] += train.failures.users_lost
         totals["total-failed-users"] += train.failures.users_failed
+        totals["total-rejected-up-bytes"] += train.rejected_bytes
         totals["skipped-rounds"] += bool(train.skipped)
         self._record_incidents(server_round, train)
         elapsed = time.monotonic() - self.started
@@ -144,6 +145,7 @@ class RunRecorder:
             "train-loss": train.train_loss,
             "clients": train.clients,
             "rejected-clients": train.rejected,
+            "rejected-up-bytes": train.rejected_bytes,
             "failed-supernodes": train.failures.nodes_failed,
             "lost-users": train.failures.users_lost,
             "failed-users": train.failures.users_failed,

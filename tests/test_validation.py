@@ -2,6 +2,7 @@
 state never moves because of one. Known classes of bad input first, then property-based fuzzing."""
 
 import dataclasses
+import io
 import math
 import warnings
 
@@ -41,6 +42,12 @@ def upload(payload, user=0, dense=(), tier=-1) -> ClientUpdate:
     return ClientUpdate(user, list(payload), list(dense), 10, 0.5, 0.0, tier=tier)
 
 
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
 def global_state(server: FederatedServer) -> list[np.ndarray]:
     return [server.item_table.copy(), *[w.copy() for w in server.dense], np.array([server.table_version])]
 
@@ -50,6 +57,8 @@ def assert_rejected_without_effect(server: FederatedServer, bad: ClientUpdate, r
     stats = server.aggregate([bad], 1)
     assert stats.rejected == 1 and stats.clients == 0 and stats.skipped
     assert reason in stats.rejections[0][1]
+    arrays = [a for a in (*bad.payload, *bad.dense) if not a.dtype.hasobject]
+    assert stats.rejected_bytes == sum(len(npy_bytes(a)) for a in arrays)  # sent, so counted apart
     assert all(np.array_equal(a, b) for a, b in zip(before, global_state(server)))
 
 
