@@ -65,6 +65,12 @@ class ByteReferences:
         return shaped_size((rows,), np.int32) + shaped_size((rows, self.item_dim), np.float32) + self.weights
 
 
+def own_dense_upload(cfg: RunConfig, num_items: int) -> int:
+    """What a client of this run sends uncompressed: the dense reference at the run's own embedding size
+    (the references may use a larger one, `reference-embedding-dim`)."""
+    return ByteReferences.for_run(cfg.replace(reference_embedding_dim=0), num_items).dense
+
+
 def partition_users(num_users: int, partition_id: int, num_partitions: int) -> list[int]:
     """Users hosted by one SuperNode: round-robin, so partitions differ in size by at most one."""
     if not 0 <= partition_id < num_partitions:
@@ -152,10 +158,8 @@ class ClientWorker:
         self._profiles: dict[int, Profile] = {}
         self.weights_codec = make_weights_codec(cfg, self.backbone)
         self.references = ByteReferences.for_run(cfg, split.num_items)
-        # what this client would send uncompressed (deadlines derive from it; the references may use a larger d)
-        self._own_dense_upload = ByteReferences.for_run(cfg.replace(reference_embedding_dim=0), split.num_items).dense
-        num_dense = len(self.backbone.init_dense(np.random.default_rng(0)))
-        self.receiver = TableReceiver(cfg, split.num_items, self.backbone.item_dim, num_dense)
+        self._own_dense_upload = own_dense_upload(cfg, split.num_items)  # what deadlines derive from
+        self.receiver = TableReceiver(cfg, split.num_items, self.backbone.item_dim, len(self.weights_codec.shapes))
         self._samplers: dict[int, NegativeSampler] = {}
 
     def receive(self, store: UserStore, arrays: Sequence[np.ndarray], kind: str = FULL, version: int = 0) -> list[np.ndarray]:
@@ -408,8 +412,7 @@ class FederatedServer:
         self.hetero = Heterogeneity(cfg)
         self.deadline = cfg.deadline_seconds if cfg.deadline_seconds > 0 else float("inf")
         # an upload larger than this is rejected unread: twice the dense upload is more than any codec needs
-        own_dense = ByteReferences.for_run(cfg.replace(reference_embedding_dim=0), num_items).dense
-        self.max_upload_bytes = cfg.max_upload_bytes or 2 * own_dense
+        self.max_upload_bytes = cfg.max_upload_bytes or 2 * own_dense_upload(cfg, num_items)
 
     def round_plan(self, down_bytes: Mapping[int, int]) -> RoundPlan:
         return RoundPlan(deadline=self.deadline, down_bytes=dict(down_bytes))

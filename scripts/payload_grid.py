@@ -26,7 +26,7 @@ from fedras_flwr.config import RunConfig
 from fedras_flwr.data import load_split
 from fedras_flwr.data.split import NegativeSampler
 from fedras_flwr.experiments import mean_std, run_many
-from fedras_flwr.federation import ByteReferences, FederatedServer, make_model, make_weights_codec
+from fedras_flwr.federation import ByteReferences, FederatedServer, make_model, make_weights_codec, own_dense_upload
 from fedras_flwr.inprocess import parse_overrides
 from fedras_flwr.training import train_user
 
@@ -91,7 +91,7 @@ def calibrate(
             overrides["reference-embedding-dim"] = base.embedding_dim
         cfg = RunConfig.from_flat({**base.to_flat(), **overrides})
         if codec == "small-d":  # dense at d' weighs the same for every client
-            mean_bytes = float(ByteReferences.for_run(cfg.replace(reference_embedding_dim=0), num_items).dense)
+            mean_bytes = float(own_dense_upload(cfg, num_items))
         else:
             model = make_model(cfg)
             encoder = make_codec(cfg, num_items, model.item_dim)
