@@ -31,6 +31,7 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
 from fedras_flwr.config import RunConfig
+from fedras_flwr.downlink import Broadcast
 from fedras_flwr.federation import RoundFailures
 from fedras_flwr.session import ResumePoint, ServerSession
 from fedras_flwr.wire import pack_vector, unpack_ranks, unpack_updates, unpack_vector
@@ -132,18 +133,16 @@ class FedRASStrategy(Strategy):
         self._asked = by_node
         checkpoint = self.session.snapshot_in_fit(server_round)
         base = self._base_config(server_round, checkpoint)
-        serialized: dict[str, Parameters] = {}  # one serialization per kind of downlink message
+        serialized: dict[str, Parameters] = {}
         instructions = []
         for cid, users in sorted(by_node.items()):
             message, plan = self.session.downlink(self.partition_of[cid], users)
-            if message.kind not in serialized:
-                serialized[message.kind] = ndarrays_to_parameters(message.arrays)
             config = {
                 **base, "users": pack_vector(users, "<i8"), "downlink": message.kind,
                 "table-version": message.version, "deadline": plan.deadline if np.isfinite(plan.deadline) else -1.0,
                 "down-bytes": pack_vector([plan.down_bytes[u] for u in users], "<i8"),
             }
-            instructions.append((self.proxies[cid], FitIns(serialized[message.kind], config)))
+            instructions.append((self.proxies[cid], FitIns(_serialized(message, serialized), config)))
         if checkpoint:  # idle nodes get no users and no table, only the order to snapshot their state
             idle = {**base, "users": b""}
             instructions += [(self.proxies[c], FitIns(ndarrays_to_parameters([]), idle)) for c in sorted(self.proxies) if c not in by_node]
@@ -202,14 +201,12 @@ class FedRASStrategy(Strategy):
             return []
         messages = self.session.evaluation_downlink(sorted(self.partition_of.values()))
         config = self._base_config(server_round, self.session.snapshot_in_evaluation(server_round))
-        serialized: dict[str, Parameters] = {}  # one serialization per kind of downlink message
+        serialized: dict[str, Parameters] = {}
         instructions = []
         for cid in sorted(self.proxies):
             message = messages[self.partition_of[cid]]
-            if message.kind not in serialized:
-                serialized[message.kind] = ndarrays_to_parameters(message.arrays)
-            ins = EvaluateIns(serialized[message.kind], {**config, "downlink": message.kind, "table-version": message.version})
-            instructions.append((self.proxies[cid], ins))
+            node_config = {**config, "downlink": message.kind, "table-version": message.version}
+            instructions.append((self.proxies[cid], EvaluateIns(_serialized(message, serialized), node_config)))
         return instructions
 
     def aggregate_evaluate(
@@ -251,6 +248,14 @@ class FedRASStrategy(Strategy):
     def evaluate(self, server_round: int, parameters: Parameters) -> tuple[float, dict[str, Scalar]] | None:
         """No centralised evaluation: the server holds no user data."""
         return None
+
+
+def _serialized(message: Broadcast, cache: dict[str, Parameters]) -> Parameters:
+    """A downlink message as Flower parameters, serialized once per kind in a round: every node that
+    lacks the same thing is sent the same bytes."""
+    if message.kind not in cache:
+        cache[message.kind] = ndarrays_to_parameters(message.arrays)
+    return cache[message.kind]
 
 
 def _describe(failure: Any, limit: int = 300) -> str:
