@@ -230,28 +230,28 @@ class _NumpyOptimizer:
     """torch.optim.SGD / Adam semantics (L2 weight decay added to the gradient) for numpy arrays."""
 
     def __init__(self, cfg: RunConfig, params: list[np.ndarray]) -> None:
-        self.cfg = cfg
         self.params = params
         self.steps = 0
-        if cfg.effective_optimizer == "adam":
+        # resolved once: `auto` defaults are per model, and step() runs per parameter of every mini-batch
+        self.adam, self.lr, self.weight_decay = cfg.effective_optimizer == "adam", cfg.effective_lr, cfg.weight_decay
+        if self.adam:
             self.first = [np.zeros_like(p) for p in params]
             self.second = [np.zeros_like(p) for p in params]
 
     def step(self, grads: list[np.ndarray]) -> None:
-        cfg = self.cfg
         self.steps += 1
         for index, (param, grad) in enumerate(zip(self.params, grads)):
-            if cfg.weight_decay:
-                grad = grad + cfg.weight_decay * param
-            if cfg.effective_optimizer == "sgd":
-                param -= (cfg.effective_lr * grad).astype(np.float32)
+            if self.weight_decay:
+                grad = grad + self.weight_decay * param
+            if not self.adam:
+                param -= (self.lr * grad).astype(np.float32)
                 continue
             beta1, beta2, eps = 0.9, 0.999, 1e-8
             self.first[index] = beta1 * self.first[index] + (1 - beta1) * grad
             self.second[index] = beta2 * self.second[index] + (1 - beta2) * grad * grad
             corrected1 = self.first[index] / (1 - beta1**self.steps)
             corrected2 = self.second[index] / (1 - beta2**self.steps)
-            param -= (cfg.effective_lr * corrected1 / (np.sqrt(corrected2) + eps)).astype(np.float32)
+            param -= (self.lr * corrected1 / (np.sqrt(corrected2) + eps)).astype(np.float32)
 
 
 @dataclass(frozen=True)
