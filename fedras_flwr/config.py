@@ -1,8 +1,10 @@
-"""Typed run configuration.
+"""Typed run configuration: the one source of truth for every run-config key.
 
-The defaults here are the single source of truth for the algorithm; `pyproject.toml`'s
-`[tool.flwr.app.config]` must list exactly the same keys and values (a test checks it), because
-`flwr run` only accepts overrides of keys that pyproject declares. Keys are hyphenated as in Flower.
+A key is a `RunConfig` field declared with `setting` (default + help), or a parameter a codec declares
+in its own module (`fedras_flwr.codecs`). From these, `python -m fedras_flwr.tooling.config_reference
+--write` regenerates pyproject's `[tool.flwr.app.config]` (Flower only accepts overrides of keys it
+declares), the `run` block of the Hydra `conf/config.yaml` and the README's configuration table; a test
+fails when any of them is stale. Keys are hyphenated as in Flower; attributes use `_`.
 """
 
 from __future__ import annotations
@@ -11,91 +13,114 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from fedras_flwr.codecs import CodecParams, available_codecs, codec_class, key_of, parameter_keys
+
 
 class ConfigError(ValueError):
     """A run-config value is missing, of the wrong type or out of range."""
 
 
+def setting(default: Any, help: str) -> Any:
+    """A run-config key: its default and its line in the configuration reference."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+#: the first key of each section of the configuration reference, and the section's title
+SECTIONS = {
+    "dataset": "data (README \"Datasets\")",
+    "model": "model and local training (loss = mean BCE over a mini-batch; lr is per-example-averaged)",
+    "num-server-rounds": "federation",
+    "hetero": "heterogeneity and the number of actions per client (README \"Heterogeneity\")",
+    "clip-norm": "reliability (README \"Reliability\")",
+    "num-eval-negatives": "evaluation and output",
+}
+CODEC_SECTION = "codec parameters (declared by each codec in fedras_flwr/codecs/)"
+
+
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one federated run needs. Attribute names are the run-config keys with `_`."""
+    """Everything one federated run needs. Attribute names are the run-config keys with `_`; the
+    codecs' own parameters are held in `codec_parameters` and read through `codec_params`."""
 
     # data
-    dataset: str = "synthetic"
-    data_dir: str = ""
-    cache_dir: str = ""
-    interactions_file: str = ""
-    interactions_sep: str = "auto"
-    interactions_columns: str = "user,item,timestamp"
-    min_user_interactions: int = 5
-    synthetic_users: int = 600
-    synthetic_items: int = 1000
-    synthetic_mean_interactions: int = 60
+    dataset: str = setting("synthetic", "synthetic | ml-100k | ml-1m | lastfm-2k | interactions")
+    data_dir: str = setting("", "folder with the official files; else $FEDRAS_DATA_DIR, else download")
+    cache_dir: str = setting("", "download cache; default ~/.cache/fedras_flwr")
+    interactions_file: str = setting("", 'dataset = "interactions": a CSV/TSV of user, item[, timestamp]')
+    interactions_sep: str = setting("auto", 'auto | "," | "\\t" | ";" | "::" ...')
+    interactions_columns: str = setting("user,item,timestamp", "column order of the interactions file")
+    min_user_interactions: int = setting(5, "users with fewer positives are dropped")
+    synthetic_users: int = setting(600, "synthetic dataset: number of users")
+    synthetic_items: int = setting(1000, "synthetic dataset: number of items")
+    synthetic_mean_interactions: int = setting(60, "synthetic dataset: mean positives per user")
     # model and local training
-    model: str = "mf"
-    embedding_dim: int = 32
-    mlp_layers: str = "64,32,16"
-    init_std: float = 0.1
-    local_epochs: int = 2
-    batch_size: int = 64
-    lr: float = 0.0  # 0: the model's default (MODEL_DEFAULTS)
-    optimizer: str = "auto"  # auto: the model's default (MODEL_DEFAULTS)
-    weight_decay: float = 0.0
-    num_negatives: int = 4
-    divergence_limit: float = 1000.0
+    model: str = setting("mf", "mf | neumf")
+    embedding_dim: int = setting(32, "d of the user and item embeddings")
+    mlp_layers: str = setting("64,32,16", "NeuMF MLP tower widths")
+    init_std: float = setting(0.1, "standard deviation of the Gaussian initial embeddings")
+    local_epochs: int = setting(2, "passes over a user's training positives per round")
+    batch_size: int = setting(64, "examples per local mini-batch")
+    lr: float = setting(0.0, "0: the model's default (mf 4.0, neumf 0.02)")
+    optimizer: str = setting("auto", "auto (mf: sgd, neumf: adam) | sgd | adam")
+    weight_decay: float = setting(0.0, "L2 on the local parameters (item rows: see server-decay)")
+    num_negatives: int = setting(4, "training negatives per positive, resampled every epoch")
+    divergence_limit: float = setting(
+        1000.0, "a user whose trained values are non-finite or beyond +-this is skipped (0: non-finite only)"
+    )
     # federation
-    num_server_rounds: int = 100
-    clients_per_round: int = 100
-    server_lr: float = 1.0
-    server_decay: float = 0.0
-    aggregation_weighting: str = "uniform"
-    codec: str = "fedras"
-    reference_embedding_dim: int = 0
-    downlink: str = "dense"
-    downlink_actions: int = 256
-    dense_upload: str = "auto"
-    # fedras codec
-    num_actions: int = 8
-    cluster_on: str = "delta"
-    centroid_dtype: str = "float16"
-    kmeans_iters: int = 20
-    error_feedback: bool = False
-    entropy_coding: str = "none"
-    # baseline codecs
-    topk_fraction: float = 0.1
-    svd_rank: int = 2
-    colr_rank: int = 2
-    quant_bits: int = 8
-    # heterogeneity (see hetero.py): scenario, clock constants, number-of-actions policy
-    hetero: str = "none"
-    compute_tiers: str = ""
-    network_tiers: str = ""
-    hetero_jitter: float = 0.1
-    seconds_per_example: float = 1e-4
-    seconds_per_flop: float = 1e-9
-    k_policy: str = "fixed"
-    k_candidates: str = "8,16,32,64,128,256"
-    deadline_quantile: float = 0.5
-    deadline_seconds: float = 0.0
-    target_ratio: float = 0.01
-    stragglers: str = "wait"
-    target_hr: float = 0.5
-    target_hr_reference: float = 0.0
-    # reliability: hostile payloads, failing SuperNodes, checkpoints (README "Reliability")
-    clip_norm: float = 0.0
-    max_upload_bytes: int = 0
-    max_failure_fraction: float = 0.5
-    min_fit_clients: int = 1
-    round_timeout: float = 0.0
-    checkpoint_every: int = 10
-    resume: str = ""
+    num_server_rounds: int = setting(100, "federated rounds")
+    clients_per_round: int = setting(100, "users (not SuperNodes) sampled per round")
+    server_lr: float = setting(1.0, "Q[i] += server-lr * mean update of the clients that touched item i")
+    server_decay: float = setting(
+        0.0, "item-row weight decay on the server: Q[i] *= 1 - server-decay for the rows updated in a round"
+    )
+    aggregation_weighting: str = setting("uniform", "uniform | examples")
+    codec: str = setting("fedras", "the upload codec: fedras | dense | sparse | topk | svd | colr | quant")
+    error_feedback: bool = setting(False, "keep what the codec dropped on the client, add it next time it is sampled")
+    reference_embedding_dim: int = setting(0, "d of the byte references (0: embedding-dim); set it for small-d runs")
+    downlink: str = setting("dense", "dense (full table) | actions (the table step as FedRAS actions)")
+    downlink_actions: int = setting(256, "K of the downlink actions")
+    dense_upload: str = setting(
+        "auto", "NeuMF's MLP/output weights up: auto (float32 for dense/sparse, else int8) | float32 | float16 | int8"
+    )
+    # heterogeneity (see algorithm/hetero.py): scenario, clock constants, number-of-actions policy
+    hetero: str = setting("none", "scenario: none | homogeneous | uniform | mostly-slow | mixed")
+    compute_tiers: str = setting("", 'override the preset: "name=speed@share,..."')
+    network_tiers: str = setting("", 'override the preset: "name=up_kbps/down_kbps@share,..."')
+    hetero_jitter: float = setting(0.1, "per-round clipped Gaussian factor on speed and bandwidth")
+    seconds_per_example: float = setting(1e-4, "training cost of one example on a speed-1 device")
+    seconds_per_flop: float = setting(1e-9, "encoding (k-means) cost of one multiply-add on a speed-1 device")
+    k_policy: str = setting("fixed", "fixed | deadline | target-ratio (number of actions per client)")
+    k_candidates: str = setting(
+        "8,16,32,64,128,256", "K the policies choose from; floor 8: a client that misses the deadline anyway keeps a useful K"
+    )
+    deadline_quantile: float = setting(0.5, "deadline = this quantile of last round's uncompressed client times")
+    deadline_seconds: float = setting(0.0, "> 0: a fixed deadline instead")
+    target_ratio: float = setting(0.01, "target-ratio policy: payload <= this fraction of the dense reference")
+    stragglers: str = setting("wait", "wait | drop (clients past the deadline are left out of aggregation)")
+    target_hr: float = setting(0.5, "HR@K whose simulated time-to-reach is reported")
+    target_hr_reference: float = setting(0.0, "> 0: target = 0.95 x this (a dense run's final HR@K)")
+    # reliability: hostile payloads, failing SuperNodes, checkpoints
+    clip_norm: float = setting(0.0, "> 0: scale each client's decoded update down to this L2 norm")
+    max_upload_bytes: int = setting(
+        0, "bigger uploads are rejected; 0: twice the dense upload (float32 table + float32 dense weights)"
+    )
+    max_failure_fraction: float = setting(0.5, "a round where more of the asked SuperNodes fail is skipped")
+    min_fit_clients: int = setting(1, "a round with fewer valid client updates is skipped")
+    round_timeout: float = setting(0.0, "seconds a round waits for SuperNodes (0: no limit); late ones count as failed")
+    checkpoint_every: int = setting(10, "server checkpoint + client state snapshots every N rounds (0: off)")
+    resume: str = setting("", "a checkpoint file or a run's out-dir to continue from")
     # evaluation and output
-    num_eval_negatives: int = 99
-    topk: str = "10"
-    eval_every: int = 10
-    seed: int = 0
-    split_seed: int = 0
-    out_dir: str = ""
+    num_eval_negatives: int = setting(99, "sampled negatives ranked against each held-out item")
+    topk: str = setting("10", 'comma-separated cut-offs, e.g. "5,10,20"')
+    eval_every: int = setting(10, "evaluate every N rounds (and after the last)")
+    seed: int = setting(0, "training randomness: initialisation, sampling, negatives, k-means")
+    split_seed: int = setting(
+        0, "the dataset split and evaluation negatives (and the synthetic data): fixed across run seeds"
+    )
+    out_dir: str = setting("", "default: ./outputs/<timestamp>")
+    #: (key, value) of the codec parameters that differ from their defaults, sorted by key
+    codec_parameters: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -116,7 +141,7 @@ class RunConfig:
         as they are, every lossy codec sends them as 8-bit deltas."""
         if self.dense_upload != "auto":
             return self.dense_upload
-        return "float32" if self.codec in LOSSLESS_CODECS else "int8"
+        return "float32" if codec_class(self.codec).lossless else "int8"
 
     @property
     def reference_dim(self) -> int:
@@ -140,24 +165,42 @@ class RunConfig:
     def mlp_layer_sizes(self) -> list[int]:
         return parse_int_list(self.mlp_layers, "mlp-layers")
 
+    def codec_params(self, codec: str | None = None) -> CodecParams:
+        """The parameters of `codec` (default: this run's codec) as this config sets them."""
+        cls = codec_class(codec or self.codec)
+        own = parameter_keys(cls)
+        return cls.Params(**{own[key].name: value for key, value in self.codec_parameters if key in own})
+
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> "RunConfig":
         """Build from a Flower run_config (hyphenated keys); unknown keys are an error."""
-        known = {f.name: f for f in fields(cls)}
-        kwargs: dict[str, Any] = {}
-        for key, value in values.items():
-            name = key.replace("-", "_")
-            if name not in known:
-                raise ConfigError(f"unknown run-config key {key!r}; known keys: {sorted(flat_defaults())}")
-            kwargs[name] = _coerce(key, value, known[name].type)
-        return cls(**kwargs)
+        return cls().replace(**{key.replace("-", "_"): value for key, value in values.items()})
 
     def to_flat(self) -> dict[str, Any]:
-        """Hyphenated dict, the form pyproject and `--run-config` use."""
-        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+        """Hyphenated dict of every key, codec parameters included: the form pyproject and `--run-config` use."""
+        flat = {key_of(f.name): getattr(self, f.name) for f in fields(self) if f.name != "codec_parameters"}
+        for name in available_codecs():
+            flat.update({key: spec.default for key, spec in parameter_keys(codec_class(name)).items()})
+        flat.update(self.codec_parameters)
+        return flat
 
     def replace(self, **changes: Any) -> "RunConfig":
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes` (attribute names with `_`, codec parameters included), typed and checked."""
+        own = {f.name: f for f in fields(self) if f.name != "codec_parameters"}
+        codec_specs = {spec.name: spec for name in available_codecs() for spec in parameter_keys(codec_class(name)).values()}
+        values, codec_values = {}, dict(changes.pop("codec_parameters", self.codec_parameters))
+        for name, value in changes.items():
+            spec = own.get(name) or codec_specs.get(name)
+            if spec is None:
+                raise ConfigError(f"unknown run-config key {key_of(name)!r}; known keys: {sorted(flat_defaults())}")
+            typed = _coerce(key_of(name), value, spec.type)
+            if name in own:
+                values[name] = typed
+            elif typed == spec.default:
+                codec_values.pop(key_of(name), None)
+            else:
+                codec_values[key_of(name)] = typed
+        return dataclasses.replace(self, **values, codec_parameters=tuple(sorted(codec_values.items())))
 
 
 def flat_defaults() -> dict[str, Any]:
@@ -179,8 +222,6 @@ def parse_int_list(text: str, key: str) -> list[int]:
 #: plain SGD needs a large lr because the loss is a batch mean; NeuMF's MLP diverges at that lr (loss 899
 #: in round 2 on ML-100K) and learns with Adam (README "How it works").
 MODEL_DEFAULTS: dict[str, tuple[str, float]] = {"mf": ("sgd", 4.0), "neumf": ("adam", 0.02)}
-#: Codecs that send the update exactly as it is (the byte references); every other codec is lossy.
-LOSSLESS_CODECS = ("dense", "sparse")
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
@@ -201,10 +242,6 @@ _CHOICES = {
     "optimizer": ("auto", "sgd", "adam"),
     "dense_upload": ("auto", "float32", "float16", "int8"),
     "aggregation_weighting": ("uniform", "examples"),
-    "cluster_on": ("delta", "direction"),
-    "centroid_dtype": ("float16", "float32"),
-    "entropy_coding": ("none", "range"),
-    "quant_bits": (2, 4, 8),
     "downlink": ("dense", "actions"),
     "hetero": ("none", "homogeneous", "uniform", "mostly-slow", "mixed"),
     "k_policy": ("fixed", "deadline", "target-ratio"),
@@ -214,7 +251,7 @@ _CHOICES = {
 _POSITIVE = (
     "embedding_dim", "local_epochs", "batch_size", "num_server_rounds", "clients_per_round",
     "eval_every", "num_eval_negatives", "synthetic_users", "synthetic_items", "synthetic_mean_interactions",
-    "num_actions", "downlink_actions", "kmeans_iters", "svd_rank", "colr_rank", "min_fit_clients", "init_std",
+    "downlink_actions", "min_fit_clients", "init_std",
 )
 #: knobs where 0 has a meaning (off, or "use the default") but a negative value has none
 _NON_NEGATIVE = (
@@ -236,8 +273,6 @@ def _validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
     if not cfg.server_lr > 0 or not cfg.server_decay < 1:
         raise ConfigError(f"server-lr must be > 0 and server-decay in [0, 1), got {cfg.server_lr}, {cfg.server_decay}")
-    if not 0.0 < cfg.topk_fraction <= 1.0:
-        raise ConfigError(f"topk-fraction must be in (0, 1], got {cfg.topk_fraction}")
     if not 0.0 < cfg.deadline_quantile <= 1.0 or not 0.0 < cfg.target_ratio <= 1.0:
         raise ConfigError("deadline-quantile and target-ratio must be in (0, 1]")
     if not (cfg.seconds_per_example > 0 and cfg.seconds_per_flop > 0):
@@ -249,9 +284,12 @@ def _validate(cfg: RunConfig) -> None:
         raise ConfigError("min-user-interactions must be >= 3 (one training, one validation and one test item)")
     cfg.topk_list  # noqa: B018 - parse to validate
     cfg.mlp_layer_sizes  # noqa: B018
-    from fedras_flwr.codecs import available_codecs  # local import: codecs import this module
-
     if cfg.codec not in available_codecs():
         raise ConfigError(f"codec must be one of {available_codecs()}, got {cfg.codec!r}")
-    if cfg.codec in LOSSLESS_CODECS and cfg.dense_upload not in ("auto", "float32"):
+    for name in available_codecs():  # every codec's parameters, so a bad value fails whatever the codec
+        try:
+            cfg.codec_params(name)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+    if codec_class(cfg.codec).lossless and cfg.dense_upload not in ("auto", "float32"):
         raise ConfigError(f"codec {cfg.codec!r} is a lossless reference: dense-upload must be auto or float32")

@@ -38,15 +38,16 @@ import numpy as np
 import torch
 from flwr.simulation import run_simulation
 
-from fedras_flwr.client_app import make_client_app
+from fedras_flwr.flower.client_app import make_client_app
 from fedras_flwr.codecs import ItemUpdate
 from fedras_flwr.config import RunConfig
-from fedras_flwr.data import load_split
-from fedras_flwr.data.split import NegativeSampler
-from fedras_flwr.federation import ClientUpdate, ClientWorker, FederatedServer, MemoryUserStore, state_key
-from fedras_flwr.inprocess import run_inprocess
-from fedras_flwr.server_app import make_server_app
-from fedras_flwr.training import train_user
+from fedras_flwr.algorithm.data import load_split
+from fedras_flwr.algorithm.data.split import NegativeSampler
+from fedras_flwr.algorithm.server import FederatedServer
+from fedras_flwr.algorithm.user_round import UserUpload, UserWorker, MemoryUserStore, state_key
+from fedras_flwr.tooling.inprocess import run_inprocess
+from fedras_flwr.flower.server_app import make_server_app
+from fedras_flwr.algorithm.training import train_user
 
 REPO = Path(__file__).resolve().parents[1]
 GIB = 1 << 30
@@ -303,8 +304,8 @@ def measure_phases(cfg: RunConfig, rounds: int) -> dict[str, Any]:
     """Mean milliseconds per client of local training, encoding, server decoding and aggregation, from
     the building blocks the runners call (train_user, the codec, FederatedServer.aggregate)."""
     split = load_split(cfg)  # already loaded when the run came first (`startup-s` of the run covers it)
-    server, worker, store = FederatedServer(cfg, split.num_items, range(split.num_users)), ClientWorker(cfg, split), MemoryUserStore()
-    server.codec = server_codec = TimedCodec(server.codec)
+    server, worker, store = FederatedServer(cfg, split.num_items, range(split.num_users)), UserWorker(cfg, split), MemoryUserStore()
+    server.codec = server.validator.codec = server_codec = TimedCodec(server.codec)
     client_codec = TimedCodec(worker.codec)
     train_s, train_cpu_s, aggregate_s, clients = 0.0, 0.0, 0.0, 0
     for server_round in range(1, rounds + 1):
@@ -322,7 +323,7 @@ def measure_phases(cfg: RunConfig, rounds: int) -> dict[str, Any]:
             store.put(state_key(user, "vector"), result.user_vector)
             payload = client_codec.encode(ItemUpdate(result.touched, result.delta), server_round)
             weights = worker.weights_codec.encode(result.dense, server.dense)
-            updates.append(ClientUpdate(user, payload, weights, result.num_examples, result.train_loss, 0.0))
+            updates.append(UserUpload(user, payload, weights, result.num_examples, result.train_loss, 0.0))
         tick = time.perf_counter()
         server.aggregate(updates, server_round)
         aggregate_s += time.perf_counter() - tick

@@ -6,7 +6,7 @@ its ClientApp SuperExec; the nodes' keys are registered, then the app runs with 
 
 Everything goes under --work-dir (default: a new temp folder): credentials/, state/, logs/<component>.log,
 the Flower CLI config (flwr-home/config.toml), run_config.toml, flwr.log (the run's log) and the results
-in run/ (unless `out-dir` is given). The commands come from fedras_flwr/deploy.py, like docker-compose.yml's.
+in run/ (unless `out-dir` is given). The commands come from fedras_flwr/tooling/deploy.py, like docker-compose.yml's.
 Only the processes started here are stopped (by process group), also on error or Ctrl-C. Exit status 0
 only when the Flower run ends `finished:completed` with a summary.json.
 """
@@ -30,11 +30,11 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from fedras_flwr.config import ConfigError
-from fedras_flwr.deploy import (
+from fedras_flwr.tooling.deploy import (
     CA_CERT, CONNECTION, SUPERLINK, Component, components, local_layout, online_nodes, topology, write_connection,
 )
-from fedras_flwr.inprocess import parse_overrides
-from fedras_flwr.sweep import FLOWER_ENV, RunFailed, launch
+from fedras_flwr.tooling.inprocess import parse_overrides
+from fedras_flwr.tooling.sweep import FLOWER_ENV, RunFailed, launch
 from make_credentials import make_credentials  # the sibling script (scripts/ is on sys.path)
 
 BIN = Path(sys.executable).parent  # this venv: the Flower binaries and, on PATH, flwr-serverapp/flwr-clientapp

@@ -2,7 +2,7 @@
 
     python scripts/make_credentials.py --nodes 3 [--out credentials] [--san server.example.org --san 10.0.0.5]
 
-writes one folder per component (the layout fedras_flwr/deploy.py mounts and passes to Flower):
+writes one folder per component (the layout fedras_flwr/tooling/deploy.py mounts and passes to Flower):
 
     ca/ca.crt, ca/ca.key            the CA; its key stays with the operator
     superlink/                      ca.crt, server.crt, server.key (SAN: superlink, localhost, 127.0.0.1, --san)
@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fedras_flwr.deploy import AUTH_KEY, AUTH_PUB, AUTHORIZED, CA_CERT, CA_DIR, SUPERLINK, TLS_CERT, TLS_KEY, topology
+from fedras_flwr.tooling.deploy import AUTH_KEY, AUTH_PUB, AUTHORIZED, CA_CERT, CA_DIR, SUPERLINK, TLS_CERT, TLS_KEY, topology
 
 CURVE = ec.SECP384R1()  # the curve `flwr supernode register` and Flower's own key generation use
 LOOPBACK = ("localhost", "127.0.0.1")

@@ -7,7 +7,7 @@ writes `grid.csv` (one row per run) and `grid.md` (mean +- std over seeds).
 
     python scripts/payload_grid.py --dataset ml-100k --data-dir ../shared/data/ml-100k --out grid-ml100k
 
-Runs go through the in-process loop (fedras_flwr/experiments.py); `--jobs` runs that many in parallel.
+Runs go through the in-process loop (fedras_flwr/tooling/experiments.py); `--jobs` runs that many in parallel.
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from fedras_flwr.codecs import ItemUpdate, make_codec, wire_bytes
+from fedras_flwr.algorithm.components import make_upload_codec
+from fedras_flwr.codecs import ItemUpdate, wire_bytes
 from fedras_flwr.config import RunConfig
-from fedras_flwr.data import load_split
-from fedras_flwr.data.split import NegativeSampler
-from fedras_flwr.experiments import mean_std, run_many
-from fedras_flwr.federation import ByteReferences, FederatedServer, make_model, make_weights_codec, own_dense_upload
-from fedras_flwr.inprocess import parse_overrides
-from fedras_flwr.training import train_user
+from fedras_flwr.algorithm.data import load_split
+from fedras_flwr.algorithm.data.split import NegativeSampler
+from fedras_flwr.tooling.experiments import mean_std, run_many
+from fedras_flwr.algorithm.components import ByteReferences, make_model, make_weights_codec, own_dense_upload
+from fedras_flwr.algorithm.server import FederatedServer
+from fedras_flwr.tooling.inprocess import parse_overrides
+from fedras_flwr.algorithm.training import train_user
 
 LEVELS = (50.0, 75.0, 87.5, 93.75, 96.88, 99.0)
 CODECS = ("fedras", "topk", "svd", "colr", "quant", "small-d")
@@ -94,7 +96,7 @@ def calibrate(
             mean_bytes = float(own_dense_upload(cfg, num_items))
         else:
             model = make_model(cfg)
-            encoder = make_codec(cfg, num_items, model.item_dim)
+            encoder = make_upload_codec(cfg, num_items, model.item_dim)
             weights = model.init_dense(np.random.default_rng(0))  # their upload's size does not depend on values
             weight_bytes = wire_bytes(make_weights_codec(cfg, model).encode(weights, weights))
             mean_bytes = float(np.mean([wire_bytes(encoder.encode(u, 1)) for u in updates])) + weight_bytes

@@ -10,9 +10,11 @@ import pytest
 from flwr.common import ndarrays_to_parameters
 
 from conftest import tiny_config
-from fedras_flwr.data import load_split
-from fedras_flwr.federation import ByteReferences, ClientWorker, FederatedServer, MemoryUserStore
-from fedras_flwr.inprocess import run_inprocess
+from fedras_flwr.algorithm.data import load_split
+from fedras_flwr.algorithm.components import ByteReferences
+from fedras_flwr.algorithm.server import FederatedServer
+from fedras_flwr.algorithm.user_round import UserWorker, MemoryUserStore
+from fedras_flwr.tooling.inprocess import run_inprocess
 
 
 def records_of(cfg):
@@ -25,7 +27,7 @@ def test_up_bytes_are_what_each_user_serializes(tmp_path, model, codec):
     cfg = tiny_config(tmp_path, model=model, codec=codec, lr=0.0)
     split = load_split(cfg)
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
-    worker = ClientWorker(cfg, split)
+    worker = UserWorker(cfg, split)
     outcome = worker.fit([0, 1, 2, 3], server.global_arrays(), 1, MemoryUserStore())
     serialized = [
         sum(len(t) for t in ndarrays_to_parameters([*u.payload, *u.dense]).tensors) for u in outcome.updates
@@ -100,8 +102,8 @@ def test_entropy_gain_compares_the_coded_symbols_with_their_plain_layout(tmp_pat
     cfg = tiny_config(tmp_path, codec="fedras", num_actions=4, entropy_coding="range")
     split = load_split(cfg)
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
-    worker = ClientWorker(cfg, split)
-    plain_worker = ClientWorker(cfg.replace(entropy_coding="none"), split)
+    worker = UserWorker(cfg, split)
+    plain_worker = UserWorker(cfg.replace(entropy_coding="none"), split)
     users = [0, 1, 2, 3]
     coded = worker.fit(users, server.global_arrays(), 1, MemoryUserStore()).updates
     plain = plain_worker.fit(users, server.global_arrays(), 1, MemoryUserStore()).updates  # the same clusters
@@ -119,14 +121,14 @@ def test_up_bytes_feed_the_clock_and_the_k_policy(tmp_path):
                       k_policy="target-ratio", k_candidates="2,4,8,16,32", dense_upload="float32")
     split = load_split(cfg)
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
-    worker = ClientWorker(cfg, split)
+    worker = UserWorker(cfg, split)
     [update] = worker.fit([0], server.global_arrays(), 1, MemoryUserStore()).updates
     weight_bytes = sum(len(t) for t in ndarrays_to_parameters(update.dense).tensors)
     up_bytes = weight_bytes + sum(len(t) for t in ndarrays_to_parameters(update.payload).tensors)
     profile = worker.hetero.jittered(worker.profile(0), 0, 1)
     examples = len(split.users[0].train_items) * (1 + cfg.num_negatives)
     rows, k = len(worker.codec.decode(update.payload, 1).ids), len(update.payload[0])
-    assert update.sim_time == pytest.approx(worker.hetero.seconds(profile, 0, examples, rows, k, up_bytes))
+    assert update.sim_time == pytest.approx(worker.hetero.seconds(profile, 0, examples, worker.codec.encode_flops(rows, k), up_bytes))
     # the float32 weights alone exceed 1 % of the dense reference here: no K fits, the smallest is taken
     assert weight_bytes > cfg.target_ratio * worker.references.dense and k == 2
 

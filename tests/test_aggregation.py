@@ -5,20 +5,22 @@ import io
 import numpy as np
 import pytest
 
-from fedras_flwr.codecs import ItemUpdate, make_codec
+from fedras_flwr.algorithm.components import make_upload_codec
+from fedras_flwr.codecs import ItemUpdate
 from fedras_flwr.config import RunConfig
-from fedras_flwr.federation import ClientUpdate, FederatedServer
+from fedras_flwr.algorithm.server import FederatedServer
+from fedras_flwr.algorithm.user_round import UserUpload
 
 
 def server_and_codec(**changes):
-    cfg = RunConfig(embedding_dim=2, codec="sparse", **changes)
+    cfg = RunConfig(embedding_dim=2, codec="sparse").replace(**changes)
     server = FederatedServer(cfg, num_items=4, users=range(3))
-    return server, make_codec(cfg, 4, 2)
+    return server, make_upload_codec(cfg, 4, 2)
 
 
 def upload(codec, user, ids, rows, examples=10):
     update = ItemUpdate(np.array(ids, dtype=np.int64), np.array(rows, dtype=np.float32))
-    return ClientUpdate(user, codec.encode(update, 1), [], examples, 0.5, 0.0)
+    return UserUpload(user, codec.encode(update, 1), [], examples, 0.5, 0.0)
 
 
 def test_per_item_mean_over_touching_clients():
@@ -64,7 +66,7 @@ def test_example_weighting_and_server_lr():
 def test_a_bad_upload_is_rejected_alone():
     server, codec = server_and_codec()
     good = upload(codec, 0, [0], [[1, 1]])
-    bad = ClientUpdate(1, [np.array([9], dtype=np.int32), np.ones((1, 2), dtype=np.float32)], [], 10, 0.5, 0.0)
+    bad = UserUpload(1, [np.array([9], dtype=np.int32), np.ones((1, 2), dtype=np.float32)], [], 10, 0.5, 0.0)
     start = server.item_table.copy()
     stats = server.aggregate([bad, good], 1)
     assert stats.clients == 1 and stats.rejected == 1

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fedras_flwr.clustering import kmeans, kmeans_plus_plus
+from fedras_flwr.codecs.kmeans import kmeans, kmeans_plus_plus
 
 
 def reference_seeding(x, k, rng):

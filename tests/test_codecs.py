@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 
-from fedras_flwr.codecs import ItemUpdate, PayloadError, WeightsCodec, available_codecs, make_codec, serialized_size, wire_bytes
+from fedras_flwr.algorithm.components import make_upload_codec
+from fedras_flwr.codecs import ItemUpdate, PayloadError, WeightsCodec, available_codecs, serialized_size, wire_bytes
 from fedras_flwr.config import RunConfig
 
 NUM_ITEMS, DIM = 50, 6
@@ -21,7 +22,7 @@ def random_update(seed=0, count=12):
 
 @pytest.mark.parametrize("name", LOSSLESS)
 def test_lossless_round_trip(name):
-    codec = make_codec(RunConfig(codec=name), NUM_ITEMS, DIM)
+    codec = make_upload_codec(RunConfig(codec=name), NUM_ITEMS, DIM)
     update = random_update()
     decoded = codec.decode(codec.encode(update, 1), 1)
     assert np.array_equal(decoded.ids, update.ids)
@@ -30,7 +31,7 @@ def test_lossless_round_trip(name):
 
 @pytest.mark.parametrize("name", available_codecs())
 def test_byte_count_equals_flower_serialization(name):
-    codec = make_codec(RunConfig(codec=name), NUM_ITEMS, DIM)
+    codec = make_upload_codec(RunConfig(codec=name), NUM_ITEMS, DIM)
     arrays = codec.encode(random_update(), 1)
     assert len(arrays) == codec.num_arrays
     parameters = ndarrays_to_parameters(arrays)
@@ -41,8 +42,8 @@ def test_byte_count_equals_flower_serialization(name):
 
 def test_known_sizes():
     update = random_update(count=12)
-    dense = make_codec(RunConfig(codec="dense"), NUM_ITEMS, DIM).encode(update, 1)
-    sparse = make_codec(RunConfig(codec="sparse"), NUM_ITEMS, DIM).encode(update, 1)
+    dense = make_upload_codec(RunConfig(codec="dense"), NUM_ITEMS, DIM).encode(update, 1)
+    sparse = make_upload_codec(RunConfig(codec="sparse"), NUM_ITEMS, DIM).encode(update, 1)
     assert dense[0].nbytes == NUM_ITEMS * DIM * 4
     assert sparse[0].nbytes + sparse[1].nbytes == 12 * 4 + 12 * DIM * 4
 
@@ -61,7 +62,7 @@ def test_known_sizes():
     ],
 )
 def test_malformed_payloads_are_rejected(name, mutate, message):
-    codec = make_codec(RunConfig(codec=name), NUM_ITEMS, DIM)
+    codec = make_upload_codec(RunConfig(codec=name), NUM_ITEMS, DIM)
     with pytest.raises(PayloadError, match=message):
         codec.decode(mutate(codec.encode(random_update(), 1)), 1)
 
@@ -91,7 +92,7 @@ def test_id_sets_take_the_smaller_encoding(ids):
 
 
 def fedras(**changes):
-    return make_codec(RunConfig(codec="fedras", **changes), NUM_ITEMS, DIM)
+    return make_upload_codec(RunConfig(codec="fedras").replace(**changes), NUM_ITEMS, DIM)
 
 
 @pytest.mark.parametrize("options", [{}, {"cluster_on": "direction"}, {"entropy_coding": "range"}])
@@ -209,7 +210,7 @@ def test_corrupt_range_coded_symbols_are_rejected(mutate, message):
     [("topk", {"topk_fraction": 1.0}), ("svd", {"svd_rank": DIM}), ("quant", {"quant_bits": 8})],
 )
 def test_baselines_at_full_budget_are_near_lossless(name, options):
-    codec = make_codec(RunConfig(codec=name, **options), NUM_ITEMS, DIM)
+    codec = make_upload_codec(RunConfig(codec=name).replace(**options), NUM_ITEMS, DIM)
     update = random_update()
     decoded = codec.decode(codec.encode(update, 1), 1)
     assert np.array_equal(decoded.ids, update.ids)
@@ -218,7 +219,7 @@ def test_baselines_at_full_budget_are_near_lossless(name, options):
 
 @pytest.mark.parametrize("name", ["topk", "svd", "quant", "colr"])
 def test_every_baseline_decodes_what_it_encodes(name):
-    codec = make_codec(RunConfig(codec=name, quant_bits=4), NUM_ITEMS, DIM)
+    codec = make_upload_codec(RunConfig(codec=name).replace(quant_bits=4), NUM_ITEMS, DIM)
     update = random_update()
     decoded = codec.decode(codec.encode(update, 2), 2)
     assert np.array_equal(decoded.ids, update.ids) and decoded.rows.shape == update.rows.shape
@@ -227,14 +228,14 @@ def test_every_baseline_decodes_what_it_encodes(name):
 
 
 def test_topk_keeps_the_largest_entries():
-    codec = make_codec(RunConfig(codec="topk", topk_fraction=0.25), NUM_ITEMS, 2)
+    codec = make_upload_codec(RunConfig(codec="topk").replace(topk_fraction=0.25), NUM_ITEMS, 2)
     update = ItemUpdate(np.array([1, 2], dtype=np.int64), np.array([[0.1, -5.0], [0.2, 0.3]], dtype=np.float32))
     decoded = codec.decode(codec.encode(update, 1), 1)
     assert decoded.rows.tolist() == [[0.0, -5.0], [0.0, 0.0]]
 
 
 def test_colr_is_exact_inside_its_subspace_and_rounds_share_the_basis():
-    codec = make_codec(RunConfig(codec="colr", colr_rank=2), NUM_ITEMS, DIM)
+    codec = make_upload_codec(RunConfig(codec="colr").replace(colr_rank=2), NUM_ITEMS, DIM)
     basis = codec.basis(4)
     np.testing.assert_allclose(basis @ basis.T, np.eye(2), atol=1e-5)
     rows = (np.random.default_rng(0).standard_normal((12, 2)) @ basis).astype(np.float32)
@@ -245,7 +246,7 @@ def test_colr_is_exact_inside_its_subspace_and_rounds_share_the_basis():
 
 
 def test_quant_levels():
-    codec = make_codec(RunConfig(codec="quant", quant_bits=2), NUM_ITEMS, 4)
+    codec = make_upload_codec(RunConfig(codec="quant").replace(quant_bits=2), NUM_ITEMS, 4)
     update = ItemUpdate(np.array([0], dtype=np.int64), np.array([[0.0, 1.0, 2.0, 3.0]], dtype=np.float32))
     arrays = codec.encode(update, 1)
     assert arrays[2].nbytes == 1  # four 2-bit codes in one byte

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from fedras_flwr.config import RunConfig
-from fedras_flwr.data import DatasetError, NegativeSampler, leave_one_out, load_dataset
-from fedras_flwr.data.datasets import Interactions, make_synthetic
-from fedras_flwr.data.split import user_rng
+from fedras_flwr.algorithm.data import DatasetError, Interactions, NegativeSampler, leave_one_out, load_dataset
+from fedras_flwr.algorithm.data.synthetic import make_synthetic
+from fedras_flwr.algorithm.data.split import user_rng
 
 
 def small_split(seed=0):
@@ -147,7 +147,7 @@ def test_a_catalogue_smaller_than_the_evaluation_negatives_is_named(tmp_path):
 
 
 def test_run_seeds_share_the_split_and_split_seed_changes_it():
-    from fedras_flwr.data import load_split
+    from fedras_flwr.algorithm.data import load_split
 
     base = RunConfig(synthetic_users=40, synthetic_items=150, synthetic_mean_interactions=15)
     first, other_seed = load_split(base), load_split(base.replace(seed=7))

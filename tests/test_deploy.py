@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from fedras_flwr.deploy import (
+from fedras_flwr.tooling.deploy import (
     CA_DIR, COMPOSE_CREDENTIALS, COMPOSE_FLEET, Component, Node, components, online_nodes, supernode_command, topology,
 )
 

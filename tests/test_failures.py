@@ -14,13 +14,13 @@ from flwr.common import Code, FitRes, Parameters, Status
 from flwr.simulation import run_simulation
 
 from conftest import tiny_config
-from fedras_flwr.client import FedRASClient, cached_worker
+from fedras_flwr.flower.numpy_client import FedRASClient, cached_worker
 from fedras_flwr.codecs import ItemUpdate
-from fedras_flwr.federation import ClientUpdate, FitOutcome
-from fedras_flwr.server_app import make_server_app
-from fedras_flwr.session import ServerSession, find_resume_point
-from fedras_flwr.strategy import FedRASStrategy
-from fedras_flwr.wire import pack_updates
+from fedras_flwr.algorithm.user_round import UserUpload, FitOutcome
+from fedras_flwr.flower.server_app import make_server_app
+from fedras_flwr.tooling.session import ServerSession, find_resume_point
+from fedras_flwr.flower.strategy import FedRASStrategy
+from fedras_flwr.flower.wire import pack_updates
 
 
 class CrashingClient(FedRASClient):
@@ -136,7 +136,7 @@ def test_undecodable_reply_bytes_count_the_node_as_failed(tmp_path, tensor):
     strategy.session = ServerSession(cfg, 200, range(24), {})
     strategy._asked = {"good": [1, 3], "bad": [2]}
     codec = strategy.session.server.codec
-    update = ClientUpdate(1, codec.encode(ItemUpdate(np.array([5]), np.ones((1, 8), np.float32)), 1), [], 10, 0.5, 0.0)
+    update = UserUpload(1, codec.encode(ItemUpdate(np.array([5]), np.ones((1, 8), np.float32)), 1), [], 10, 0.5, 0.0)
     arrays, metrics = pack_updates(FitOutcome([update]), codec)
     good = FitRes(Status(Code.OK, ""), Parameters([npy_bytes(a) for a in arrays], "numpy.ndarray"), 10, metrics)
     bad = FitRes(Status(Code.OK, ""), Parameters([tensor], "numpy.ndarray"), 10, metrics | {"users": np.array([2]).tobytes()})
@@ -154,7 +154,7 @@ def test_a_reply_that_reports_diverged_users_is_not_a_failed_node(tmp_path):
     strategy.session = ServerSession(cfg, 200, range(24), {})
     strategy._asked = {"a": [1, 3], "b": [2]}
     codec = strategy.session.server.codec
-    update = ClientUpdate(1, codec.encode(ItemUpdate(np.array([5]), np.ones((1, 8), np.float32)), 1), [], 10, 0.5, 0.0)
+    update = UserUpload(1, codec.encode(ItemUpdate(np.array([5]), np.ones((1, 8), np.float32)), 1), [], 10, 0.5, 0.0)
     replies = []
     for cid, outcome in (("a", FitOutcome([update], [3])), ("b", FitOutcome([], [2]))):
         arrays, metrics = pack_updates(outcome, codec)

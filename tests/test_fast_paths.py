@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 from flwr.common import Context, RecordDict
 
-from fedras_flwr.client import ContextUserStore
-from fedras_flwr.clustering import kmeans, kmeans_plus_plus
+from fedras_flwr.flower.numpy_client import ContextUserStore
+from fedras_flwr.codecs.kmeans import kmeans, kmeans_plus_plus
 from fedras_flwr.codecs.packing import encode_varints, decode_ids, encode_ids, pack_bits
 from fedras_flwr.config import RunConfig
-from fedras_flwr.data import datasets
-from fedras_flwr.data.datasets import load_dataset, make_synthetic
-from fedras_flwr.data.split import leave_one_out
-from fedras_flwr.models import MF
-from fedras_flwr.training import _epoch_batches, _NumpyMFStepper, rank_user
+from fedras_flwr.algorithm.data import load_dataset, synthetic
+from fedras_flwr.algorithm.data.synthetic import make_synthetic
+from fedras_flwr.algorithm.data.split import leave_one_out
+from fedras_flwr.algorithm.models import MF
+from fedras_flwr.algorithm.evaluation import rank_user
+from fedras_flwr.algorithm.training import _epoch_batches, _NumpyMFStepper
 
 
 def same_interactions(a, b):
@@ -26,19 +27,19 @@ def same_interactions(a, b):
 
 
 def test_big_synthetic_sets_are_kept_on_disk_and_read_back_identical(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(datasets, "SYNTHETIC_CACHE_MIN_PAIRS", 0)
+    monkeypatch.setattr(synthetic, "SYNTHETIC_CACHE_MIN_PAIRS", 0)
     generated = make_synthetic(40, 300, 20, seed=2)
     first = load_dataset("synthetic", seed=2, cache_dir=str(tmp_path), synthetic_users=40, synthetic_items=300,
                          synthetic_mean_interactions=20)
     (stored,) = tmp_path.glob("synthetic-40x300-20-seed2-*.npz")
-    monkeypatch.setattr(datasets, "make_synthetic", lambda *args: 1 / 0)  # a second load must not generate
+    monkeypatch.setattr(synthetic, "make_synthetic", lambda *args: 1 / 0)  # a second load must not generate
     second = load_dataset("synthetic", seed=2, cache_dir=str(tmp_path), synthetic_users=40, synthetic_items=300,
                           synthetic_mean_interactions=20)
     assert same_interactions(first, generated) and same_interactions(second, generated)
     monkeypatch.undo()
-    monkeypatch.setattr(datasets, "SYNTHETIC_CACHE_MIN_PAIRS", 0)
+    monkeypatch.setattr(synthetic, "SYNTHETIC_CACHE_MIN_PAIRS", 0)
     stored.write_bytes(b"not a zip")
-    again = datasets.cached_synthetic(40, 300, 20, 2, str(tmp_path))
+    again = synthetic.cached_synthetic(40, 300, 20, 2, str(tmp_path))
     assert same_interactions(again, generated) and "unreadable cache" in caplog.text
 
 

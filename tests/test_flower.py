@@ -9,13 +9,14 @@ import pytest
 from flwr.simulation import run_simulation
 
 from conftest import tiny_config
-from fedras_flwr.client_app import make_client_app
-from fedras_flwr.codecs import ItemUpdate, make_codec
-from fedras_flwr.federation import ClientUpdate, FitOutcome
-from fedras_flwr.inprocess import run_inprocess
-from fedras_flwr.server_app import make_server_app
-from fedras_flwr.training import UserRanks
-from fedras_flwr.wire import WireError, pack_ranks, pack_updates, unpack_ranks, unpack_updates
+from fedras_flwr.flower.client_app import make_client_app
+from fedras_flwr.algorithm.components import make_upload_codec
+from fedras_flwr.codecs import ItemUpdate
+from fedras_flwr.algorithm.user_round import UserUpload, FitOutcome
+from fedras_flwr.tooling.inprocess import run_inprocess
+from fedras_flwr.flower.server_app import make_server_app
+from fedras_flwr.algorithm.evaluation import UserRanks
+from fedras_flwr.flower.wire import WireError, pack_ranks, pack_updates, unpack_ranks, unpack_updates
 
 REQUIRED_KEYS = {
     "round", "hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full", "train-loss", "up-bytes", "down-bytes",
@@ -91,12 +92,12 @@ def make_updates(codec, users):
     out = []
     for user in users:
         update = ItemUpdate(np.array([1, 3], dtype=np.int64), np.full((2, 4), user, dtype=np.float32))
-        out.append(ClientUpdate(user, codec.encode(update, 1), [], 10 + user, 0.1 * user, 0.0))
+        out.append(UserUpload(user, codec.encode(update, 1), [], 10 + user, 0.1 * user, 0.0))
     return out
 
 
 def test_updates_round_trip_over_the_wire():
-    codec = make_codec(tiny_config_like(), 5, 4)
+    codec = make_upload_codec(tiny_config_like(), 5, 4)
     updates = make_updates(codec, [4, 7])
     arrays, metrics = pack_updates(FitOutcome(updates, [9]), codec)
     outcome = unpack_updates(arrays, metrics, codec, 0, {4, 7, 9})
@@ -127,7 +128,7 @@ def tiny_config_like():
     ],
 )
 def test_broken_replies_are_refused(tamper, message):
-    codec = make_codec(tiny_config_like(), 5, 4)
+    codec = make_upload_codec(tiny_config_like(), 5, 4)
     arrays, metrics = tamper(*pack_updates(FitOutcome(make_updates(codec, [4, 7])), codec))
     with pytest.raises(WireError, match=message):
         unpack_updates(arrays, metrics, codec, 0, {4, 7})

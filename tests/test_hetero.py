@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from fedras_flwr.codecs import ItemUpdate, make_codec, wire_bytes
+from fedras_flwr.algorithm.components import make_upload_codec
+from fedras_flwr.codecs import ItemUpdate, wire_bytes
 from fedras_flwr.config import ConfigError, RunConfig
-from fedras_flwr.hetero import PRESETS, Heterogeneity, Profile, choose_k, parse_tiers
-from fedras_flwr.inprocess import run_inprocess
+from fedras_flwr.algorithm.hetero import PRESETS, Heterogeneity, Profile, choose_k, parse_tiers
+from fedras_flwr.tooling.inprocess import run_inprocess
 
 
 def test_presets_parse_and_shares_sum_to_one():
@@ -46,13 +47,20 @@ def test_jitter_is_clipped_and_seeded():
 
 
 def test_clock_by_hand():
-    cfg = RunConfig(hetero="homogeneous", seconds_per_example=1e-3, seconds_per_flop=1e-6, local_epochs=2,
-                    kmeans_iters=10, embedding_dim=4)
+    cfg = RunConfig(hetero="homogeneous", seconds_per_example=1e-3, seconds_per_flop=1e-6, local_epochs=2, embedding_dim=4)
     profile = Profile("x", "y", speed=2.0, up_kbps=8.0, down_kbps=16.0)
-    seconds = Heterogeneity(cfg).seconds(profile, down_bytes=2000, examples=50, rows=30, k=5, up_bytes=1000)
-    expected = 2000 * 8 / 16000 + 50 * 2 * 1e-3 / 2 + 10 * 30 * 5 * 4 * 1e-6 / 2 + 1000 * 8 / 8000
+    seconds = Heterogeneity(cfg).seconds(profile, down_bytes=2000, examples=50, encode_flops=6000, up_bytes=1000)
+    expected = 2000 * 8 / 16000 + 50 * 2 * 1e-3 / 2 + 6000 * 1e-6 / 2 + 1000 * 8 / 8000
     assert seconds == pytest.approx(expected)
-    assert Heterogeneity(RunConfig()).seconds(profile, 2000, 50, 30, 5, 1000) == 0.0
+    assert Heterogeneity(RunConfig()).seconds(profile, 2000, 50, 6000, 1000) == 0.0
+
+
+def test_encoding_cost_is_the_k_means_work():
+    """FedRAS charges iterations x rows x K x d multiply-adds, nothing when the rows go exactly; others nothing."""
+    fedras = make_upload_codec(RunConfig(embedding_dim=4).replace(kmeans_iters=10), 400, 4)
+    assert fedras.encode_flops(rows=30, num_actions=5) == 10 * 30 * 5 * 4
+    assert fedras.encode_flops(rows=5, num_actions=5) == 0.0
+    assert make_upload_codec(RunConfig(codec="sparse"), 400, 4).encode_flops(30, 5) == 0.0
 
 
 @pytest.mark.parametrize(
@@ -67,13 +75,14 @@ def test_k_policies(policy, deadline, rows, expected):
     assert result == expected
 
 
-def test_fixed_policy_keeps_num_actions():
-    assert choose_k(RunConfig(num_actions=8), [2, 4], 100, lambda k: 0, lambda k: 0, 1, 0.0) == 8
+def test_fixed_policy_leaves_k_to_the_codec():
+    with pytest.raises(ValueError, match="adaptive"):
+        choose_k(RunConfig(), [2, 4], 100, lambda k: 0, lambda k: 0, 1, 0.0)
 
 
 @pytest.mark.parametrize("options", [{}, {"cluster_on": "direction"}, {"centroid_dtype": "float32"}])
 def test_predicted_bytes_are_exact(options):
-    codec = make_codec(RunConfig(codec="fedras", **options), 400, 8)
+    codec = make_upload_codec(RunConfig(codec="fedras").replace(**options), 400, 8)
     rng = np.random.default_rng(0)
     update = ItemUpdate(np.sort(rng.choice(400, 90, replace=False)), rng.standard_normal((90, 8)).astype(np.float32))
     for k in (1, 2, 5, 32, 90, 200):

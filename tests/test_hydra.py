@@ -15,7 +15,7 @@ from conftest import REPO
 from fedras_flwr.config import MODEL_DEFAULTS, RunConfig, flat_defaults
 from test_cli import flwr_env, superlink_pids
 
-CONF = REPO / "conf"
+CONF = REPO / "fedras_flwr" / "conf"
 
 
 def composed(*overrides: str, with_hydra: bool = False):
@@ -66,7 +66,7 @@ def test_failed_job_is_named_and_the_multirun_exits_non_zero(tmp_path):
     (home / "config.toml").write_text('[superlink]\ndefault = "ci"\n[superlink.ci]\naddress = ":local-in-memory:"\n')
     env = flwr_env(home)
     command = [
-        sys.executable, "-m", "fedras_flwr.sweep", "--multirun", "run.optimizer=sgd,rmsprop",
+        sys.executable, "-m", "fedras_flwr.tooling.sweep", "--multirun", "run.optimizer=sgd,rmsprop",
         "run.num-server-rounds=1", "run.synthetic-users=30", "run.synthetic-items=150",
         "run.synthetic-mean-interactions=15", "run.clients-per-round=5", f"hydra.sweep.dir={tmp_path / 'multirun'}",
     ]

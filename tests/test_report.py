@@ -3,8 +3,8 @@
 import csv
 
 from conftest import tiny_config
-from fedras_flwr.inprocess import run_inprocess
-from fedras_flwr.report import build_report
+from fedras_flwr.tooling.inprocess import run_inprocess
+from fedras_flwr.tooling.report import build_report
 
 
 def test_report_groups_seeds_and_draws_plots(tmp_path):

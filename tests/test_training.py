@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from fedras_flwr.config import MODEL_DEFAULTS, RunConfig
-from fedras_flwr.data.datasets import make_synthetic
-from fedras_flwr.data.split import NegativeSampler, leave_one_out
-from fedras_flwr.federation import ClientWorker, FederatedServer, MemoryUserStore
-from fedras_flwr.models import MF, NeuMF
-from fedras_flwr.training import _epoch_batches, _NumpyMFStepper, _TorchStepper, train_user
+from fedras_flwr.algorithm.data.synthetic import make_synthetic
+from fedras_flwr.algorithm.data.split import NegativeSampler, leave_one_out
+from fedras_flwr.algorithm.server import FederatedServer
+from fedras_flwr.algorithm.user_round import UserWorker, MemoryUserStore
+from fedras_flwr.algorithm.models import MF, NeuMF
+from fedras_flwr.algorithm.training import _epoch_batches, _NumpyMFStepper, _TorchStepper, train_user
 
 
 @pytest.mark.parametrize("colr", [False, True], ids=["rows", "colr-basis"])
@@ -57,7 +58,7 @@ def test_training_is_deterministic_and_touches_only_its_rows(split, model):
 
 def test_private_embeddings_persist_and_never_leave(split):
     cfg = RunConfig(embedding_dim=8, lr=1.0, codec="sparse")
-    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    worker, store = UserWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
     before = worker.user_vector(store, 2).copy()
     (update,) = worker.fit([2], server.global_arrays(), 1, store).updates
@@ -76,8 +77,8 @@ def test_neumf_scores_batches():
 
 
 def test_error_feedback_carries_what_the_codec_dropped(split):
-    cfg = RunConfig(embedding_dim=8, lr=1.0, codec="fedras", num_actions=1, error_feedback=True)
-    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    cfg = RunConfig(embedding_dim=8, lr=1.0, codec="fedras", error_feedback=True).replace(num_actions=1)
+    worker, store = UserWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
     (first,) = worker.fit([5], server.global_arrays(), 1, store).updates
     residual_ids, residual_rows = store.get("user/5/residual-ids"), store.get("user/5/residual-rows")
@@ -91,16 +92,16 @@ def test_error_feedback_carries_what_the_codec_dropped(split):
 
 
 def test_without_error_feedback_nothing_is_kept(split):
-    cfg = RunConfig(embedding_dim=8, lr=1.0, codec="fedras", num_actions=1)
-    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    cfg = RunConfig(embedding_dim=8, lr=1.0, codec="fedras").replace(num_actions=1)
+    worker, store = UserWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
     worker.fit([5], server.global_arrays(), 1, store)
     assert store.get("user/5/residual-ids") is None
 
 
 def test_colr_training_stays_in_the_shared_subspace(split):
-    cfg = RunConfig(embedding_dim=8, lr=1.0, codec="colr", colr_rank=2)
-    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    cfg = RunConfig(embedding_dim=8, lr=1.0, codec="colr").replace(colr_rank=2)
+    worker, store = UserWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
     (update,) = worker.fit([3], server.global_arrays(), 7, store).updates
     assert update.recon_error < 1e-4  # the trained update is A B up to float32 rounding: nothing lost
@@ -111,9 +112,8 @@ def test_colr_training_stays_in_the_shared_subspace(split):
 def test_colr_is_exact_under_any_optimizer(split, model, optimizer, weight_decay):
     """CoLR trains A in Q0 + A B: whatever the optimizer and weight decay, the update is A B exactly
     (a projected gradient is not: Adam's per-coordinate scaling and decay leave the subspace)."""
-    cfg = RunConfig(model=model, embedding_dim=8, lr=0.05, optimizer=optimizer, weight_decay=weight_decay,
-                    codec="colr", colr_rank=2)
-    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    cfg = RunConfig(model=model, embedding_dim=8, lr=0.05, optimizer=optimizer, weight_decay=weight_decay, codec="colr").replace(colr_rank=2)
+    worker, store = UserWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
     (update,) = worker.fit([3], server.global_arrays(), 7, store).updates
     assert update.recon_error < 1e-4  # the trained update is A B: sending A loses nothing
@@ -121,12 +121,12 @@ def test_colr_is_exact_under_any_optimizer(split, model, optimizer, weight_decay
 
 def test_a_diverging_user_is_skipped_and_its_state_kept(split, monkeypatch, caplog):
     """A user whose training produces NaN is left out (logged, counted); the others of its client land."""
-    import fedras_flwr.federation as federation
+    import fedras_flwr.algorithm.user_round as user_round
 
     cfg = RunConfig(embedding_dim=8, lr=1.0, codec="fedras")
-    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    worker, store = UserWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
-    real_train = federation.train_user
+    real_train = user_round.train_user
 
     def poisoned(backbone, cfg, user, *args):
         args = list(args)
@@ -134,7 +134,7 @@ def test_a_diverging_user_is_skipped_and_its_state_kept(split, monkeypatch, capl
             args[2] = np.full_like(args[2], np.nan)
         return real_train(backbone, cfg, user, *args)
 
-    monkeypatch.setattr(federation, "train_user", poisoned)
+    monkeypatch.setattr(user_round, "train_user", poisoned)
     outcome = worker.fit([3, 4, 5], server.global_arrays(), 1, store)
     assert [u.user for u in outcome.updates] == [3, 5] and outcome.failed_users == [4]
     assert store.get("user/4/vector") is None and store.get("user/3/vector") is not None
@@ -144,7 +144,7 @@ def test_a_diverging_user_is_skipped_and_its_state_kept(split, monkeypatch, capl
 
 
 def test_exploding_values_are_divergence(split):
-    from fedras_flwr.training import DivergenceError
+    from fedras_flwr.algorithm.training import DivergenceError
 
     cfg = RunConfig(embedding_dim=8, lr=1.0, divergence_limit=1e-3)  # every trained value exceeds it
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
@@ -164,7 +164,7 @@ def test_model_defaults_are_per_model():
 def test_neumf_with_its_defaults_learns(split):
     """The loss MF's lr sent to 899 in round 2 now falls, and nothing diverges."""
     cfg = RunConfig(model="neumf", embedding_dim=8)
-    worker, store = ClientWorker(cfg, split), MemoryUserStore()
+    worker, store = UserWorker(cfg, split), MemoryUserStore()
     server = FederatedServer(cfg, split.num_items, range(split.num_users))
     losses = []
     for server_round in range(1, 6):

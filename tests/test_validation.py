@@ -11,10 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedras_flwr.codecs import ItemUpdate, PayloadError, available_codecs, make_codec
+from fedras_flwr.algorithm.components import make_upload_codec
+from fedras_flwr.codecs import ItemUpdate, PayloadError, available_codecs
 from fedras_flwr.config import RunConfig
-from fedras_flwr.federation import ClientUpdate, FederatedServer, FitOutcome, RoundFailures
-from fedras_flwr.wire import WireError, pack_updates, unpack_updates
+from fedras_flwr.algorithm.round_stats import RoundFailures
+from fedras_flwr.algorithm.server import FederatedServer
+from fedras_flwr.algorithm.user_round import UserUpload, FitOutcome
+from fedras_flwr.flower.wire import WireError, pack_updates, unpack_updates
 
 NUM_ITEMS, DIM = 40, 4
 #: every codec, plus the FedRAS layouts that change the arrays (range-coded symbols, direction magnitudes)
@@ -29,7 +32,7 @@ def variant_id(variant: dict) -> str:
 
 
 def make_server(**changes) -> tuple[FederatedServer, RunConfig]:
-    cfg = RunConfig(**{"embedding_dim": DIM, "num_actions": 4, "k_candidates": "4,8", "downlink_actions": 8, **changes})
+    cfg = RunConfig().replace(**{"embedding_dim": DIM, "num_actions": 4, "k_candidates": "4,8", "downlink_actions": 8, "k_policy": "deadline", **changes})
     return FederatedServer(cfg, NUM_ITEMS, range(10)), cfg
 
 
@@ -38,8 +41,8 @@ def valid_update(ids=(1, 3, 5, 8, 13, 21, 34), seed=0) -> ItemUpdate:
     return ItemUpdate(np.array(ids, dtype=np.int64), rows)
 
 
-def upload(payload, user=0, dense=(), tier=-1) -> ClientUpdate:
-    return ClientUpdate(user, list(payload), list(dense), 10, 0.5, 0.0, tier=tier)
+def upload(payload, user=0, dense=(), tier=-1) -> UserUpload:
+    return UserUpload(user, list(payload), list(dense), 10, 0.5, 0.0, tier=tier)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -52,7 +55,7 @@ def global_state(server: FederatedServer) -> list[np.ndarray]:
     return [server.item_table.copy(), *[w.copy() for w in server.dense], np.array([server.table_version])]
 
 
-def assert_rejected_without_effect(server: FederatedServer, bad: ClientUpdate, reason: str = "") -> None:
+def assert_rejected_without_effect(server: FederatedServer, bad: UserUpload, reason: str = "") -> None:
     before = global_state(server)
     stats = server.aggregate([bad], 1)
     assert stats.rejected == 1 and stats.clients == 0 and stats.skipped
@@ -65,7 +68,7 @@ def assert_rejected_without_effect(server: FederatedServer, bad: ClientUpdate, r
 # -- known classes of bad input ---------------------------------------------------------------------
 def fedras_payload(**changes):
     server, cfg = make_server(codec="fedras", **changes)
-    return server, make_codec(cfg, NUM_ITEMS, DIM).encode(valid_update(), 1)
+    return server, make_upload_codec(cfg, NUM_ITEMS, DIM).encode(valid_update(), 1)
 
 
 def replace(arrays, index, value):
@@ -137,13 +140,13 @@ def test_range_coded_symbols_that_lie_are_rejected():
 )
 def test_malformed_baseline_uploads_are_rejected(codec, tamper, reason):
     server, cfg = make_server(codec=codec)
-    payload = make_codec(cfg, NUM_ITEMS, DIM).encode(valid_update(), 1)
+    payload = make_upload_codec(cfg, NUM_ITEMS, DIM).encode(valid_update(), 1)
     assert_rejected_without_effect(server, upload(tamper(payload)), reason)
 
 
 def test_dense_weights_and_tier_are_checked():
     server, cfg = make_server(codec="sparse", model="neumf", embedding_dim=4, mlp_layers="8,4")
-    payload = make_codec(cfg, NUM_ITEMS, server.backbone.item_dim).encode(
+    payload = make_upload_codec(cfg, NUM_ITEMS, server.backbone.item_dim).encode(
         ItemUpdate(np.array([2]), np.ones((1, server.backbone.item_dim), np.float32)), 1
     )
     wrong_shape = [w[..., :1] if w.ndim else w for w in server.dense]
@@ -151,13 +154,13 @@ def test_dense_weights_and_tier_are_checked():
     with_nan = [np.full_like(w, np.nan) for w in server.dense]
     assert_rejected_without_effect(server, upload(payload, dense=with_nan), "dense weights")
     hetero_server, hetero_cfg = make_server(codec="sparse", hetero="mixed")
-    sparse = make_codec(hetero_cfg, NUM_ITEMS, DIM).encode(valid_update(), 1)
+    sparse = make_upload_codec(hetero_cfg, NUM_ITEMS, DIM).encode(valid_update(), 1)
     assert_rejected_without_effect(hetero_server, upload(sparse, tier=17), "tier")
 
 
 def test_valid_rest_is_aggregated_and_the_bad_one_logged(caplog):
     server, cfg = make_server(codec="fedras")
-    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    codec = make_upload_codec(cfg, NUM_ITEMS, DIM)
     good = [upload(codec.encode(valid_update(seed=s), 1), user=s) for s in (1, 2)]
     bad = upload([np.full((4, DIM), np.nan, np.float16), *codec.encode(valid_update(), 1)[1:]], user=7)
     reference, _ = make_server(codec="fedras")
@@ -171,7 +174,7 @@ def test_valid_rest_is_aggregated_and_the_bad_one_logged(caplog):
 
 def test_clip_norm_bounds_each_update():
     server, cfg = make_server(codec="sparse", clip_norm=1.0)
-    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    codec = make_upload_codec(cfg, NUM_ITEMS, DIM)
     start = server.item_table.copy()
     huge = ItemUpdate(np.array([4]), np.full((1, DIM), 1e30, np.float32))
     server.aggregate([upload(codec.encode(huge, 1))], 1)
@@ -180,7 +183,7 @@ def test_clip_norm_bounds_each_update():
 
 def test_an_update_that_would_overflow_the_table_is_rejected_alone():
     server, cfg = make_server(codec="sparse")
-    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    codec = make_upload_codec(cfg, NUM_ITEMS, DIM)
     server.item_table[4] = 3e38
     huge = upload(codec.encode(ItemUpdate(np.array([4]), np.full((1, DIM), 3e38, np.float32)), 1), user=1)
     fine = upload(codec.encode(ItemUpdate(np.array([5]), np.ones((1, DIM), np.float32)), 1), user=2)
@@ -200,7 +203,7 @@ def test_huge_varint_gaps_are_rejected_not_wrapped():
 
 def test_direction_rows_that_overflow_float32_are_rejected():
     server, cfg = make_server(codec="fedras", cluster_on="direction", centroid_dtype="float32")
-    payload = make_codec(cfg, NUM_ITEMS, DIM).encode(valid_update(), 1)
+    payload = make_upload_codec(cfg, NUM_ITEMS, DIM).encode(valid_update(), 1)
     centroids = np.full_like(payload[0], 3e38)
     magnitudes = np.full_like(payload[-1], 65504)
     assert_rejected_without_effect(server, upload([centroids, *payload[1:-1], magnitudes]), "finite")
@@ -208,7 +211,7 @@ def test_direction_rows_that_overflow_float32_are_rejected():
 
 def test_a_rejected_upload_does_not_move_the_deadline():
     server, cfg = make_server(codec="sparse", hetero="mixed", k_policy="deadline", stragglers="drop")
-    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    codec = make_upload_codec(cfg, NUM_ITEMS, DIM)
     bad = dataclasses.replace(upload([np.array([99], np.int32), np.ones((1, DIM), np.float32)], tier=0), dense_time=1e-9)
     server.aggregate([bad], 1)
     assert server.deadline == float("inf")
@@ -219,7 +222,7 @@ def test_a_rejected_upload_does_not_move_the_deadline():
 
 def test_the_actions_downlink_carries_steps_beyond_float16():
     server, cfg = make_server(codec="sparse", downlink="actions")
-    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    codec = make_upload_codec(cfg, NUM_ITEMS, DIM)
     big = ItemUpdate(np.array([3, 4]), np.full((2, DIM), 7e4, np.float32))  # > float16 max, a legal update
     stats = server.aggregate([upload(codec.encode(big, 1))], 1)
     assert not stats.skipped and server.table_version == 1 and np.all(np.isfinite(server.item_table))
@@ -232,7 +235,7 @@ def test_the_actions_downlink_carries_steps_beyond_float16():
 )
 def test_failed_supernodes_and_min_fit_clients_skip_the_round(failures, min_fit, skipped):
     server, cfg = make_server(codec="sparse", max_failure_fraction=0.5, min_fit_clients=min_fit)
-    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    codec = make_upload_codec(cfg, NUM_ITEMS, DIM)
     before = server.item_table.copy()
     stats = server.aggregate([upload(codec.encode(valid_update(seed=s), 1), user=s) for s in (1, 2)], 1, failures)
     assert bool(stats.skipped) == skipped and stats.clients == 2
@@ -296,7 +299,7 @@ def mutate(draw, payload: list[np.ndarray]) -> list[np.ndarray]:
 
 
 @st.composite
-def malformed_upload(draw, codec) -> ClientUpdate:
+def malformed_upload(draw, codec) -> UserUpload:
     count = draw(st.integers(0, 12))
     ids = np.array(sorted(draw(st.sets(st.integers(0, NUM_ITEMS - 1), min_size=count, max_size=count))), np.int64)
     rows = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal((len(ids), DIM)).astype(np.float32)
@@ -316,16 +319,16 @@ def test_fuzzed_uploads_never_crash_nor_move_the_global_state(variant):
     state bit-identical, or - when the damage happens to leave a well-formed upload - decodes to a
     valid update and keeps the table finite."""
     server, cfg = make_server(**variant)
-    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    codec = make_upload_codec(cfg, NUM_ITEMS, DIM)
     outcomes = {"rejected": 0, "accepted": 0}
 
     @settings(max_examples=1000, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     @given(malformed_upload(codec))
-    def check(bad: ClientUpdate) -> None:
+    def check(bad: UserUpload) -> None:
         before = global_state(server)
         try:
-            decoded = server.validate(bad, 1).decoded
+            decoded = server.validator.validate(bad, 1, server.item_table, server.dense).decoded
         except PayloadError:
             outcomes["rejected"] += 1
             stats = server.aggregate([bad], 1)
@@ -345,7 +348,7 @@ def test_fuzzed_uploads_never_crash_nor_move_the_global_state(variant):
 @st.composite
 def broken_reply(draw, codec, users: list[int]):
     """A SuperNode reply (arrays + metrics) for `users` with fields dropped, resized or replaced."""
-    updates = [ClientUpdate(u, codec.encode(valid_update(seed=u), 1), [], 10, 0.5, 0.0) for u in users]
+    updates = [UserUpload(u, codec.encode(valid_update(seed=u), 1), [], 10, 0.5, 0.0) for u in users]
     arrays, metrics = pack_updates(FitOutcome(updates, [2]), codec)
     for key in draw(st.lists(st.sampled_from(sorted(metrics)), max_size=3)):
         metrics[key] = draw(st.one_of(
@@ -362,7 +365,7 @@ def test_fuzzed_replies_are_refused_or_well_formed(data):
     """A whole SuperNode reply, fuzzed: unpacking raises WireError or yields only asked users with
     positive example counts and finite scalars (their payloads then go through `validate`)."""
     server, cfg = make_server(codec="fedras")
-    codec = make_codec(cfg, NUM_ITEMS, DIM)
+    codec = make_upload_codec(cfg, NUM_ITEMS, DIM)
     arrays, metrics = data.draw(broken_reply(codec, [1, 4, 7]))
     try:
         outcome = unpack_updates(arrays, metrics, codec, 0, {1, 2, 4, 7})

@@ -5,21 +5,22 @@ arrays that travel as Flower arrays with their real dtypes, and back. `wire_byte
 those arrays weigh once serialized the way Flower serializes them (numpy's .npy format, header
 included), so byte accounting is measured, not estimated.
 
-To add a codec, add one module to this package with a `Codec` subclass that sets `name`: it is found
-and registered automatically.
+To add a codec, add one module to this package with a `Codec` subclass that sets `name` (and, if it
+has parameters, a `Params` dataclass of `parameter` fields): it is found and registered automatically,
+and its parameters become run-config keys. Codecs know nothing of the run config: `make_codec` builds
+one from its own parameters and the run's `CodecContext`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
-
-from fedras_flwr.config import RunConfig
 
 _REGISTRY: dict[str, type["Codec"]] = {}
 
@@ -75,6 +76,43 @@ def wire_bytes(arrays: Sequence[np.ndarray]) -> int:
     return sum(serialized_size(a) for a in arrays)
 
 
+def parameter(default: Any, help: str, *, choices: tuple = (), positive: bool = False, fraction: bool = False) -> Any:
+    """A codec parameter: a dataclass field that is also a run-config key (`name_with_underscores` as
+    `name-with-hyphens`). `help` is its line in the configuration reference; `choices`, `positive`
+    (> 0) and `fraction` (in (0, 1]) are checked when the parameters are built."""
+    checks = {"help": help, "choices": choices, "positive": positive, "fraction": fraction}
+    return dataclasses.field(default=default, metadata=checks)
+
+
+def key_of(name: str) -> str:
+    return name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class CodecParams:
+    """Base of every codec's parameters: checks each `parameter` field against its declaration."""
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            value, rule = getattr(self, spec.name), spec.metadata
+            if rule.get("choices") and value not in rule["choices"]:
+                raise ValueError(f"{key_of(spec.name)} must be one of {rule['choices']}, got {value!r}")
+            if rule.get("positive") and not value > 0:  # also catches NaN
+                raise ValueError(f"{key_of(spec.name)} must be > 0, got {value}")
+            if rule.get("fraction") and not 0 < value <= 1:
+                raise ValueError(f"{key_of(spec.name)} must be in (0, 1], got {value}")
+
+
+@dataclass(frozen=True)
+class CodecContext:
+    """What a codec needs from the run besides its own parameters."""
+
+    num_items: int  # M: item ids are in [0, M)
+    dim: int  # d: columns of an update row
+    seed: int = 0  # shared randomness both sides derive from it (k-means seeds, CoLR's basis)
+    max_actions: int = 0  # an adaptive codec's decoder refuses more actions than this (0: its own setting)
+
+
 class Codec(ABC):
     """Client-side encode, server-side decode; subclasses register themselves by `name`.
 
@@ -84,20 +122,27 @@ class Codec(ABC):
     name: ClassVar[str]
     #: wire-format version: bump it when the arrays change, so old clients are refused, not misread
     version: ClassVar[int] = 1
+    #: the codec's own parameters (run-config keys); a codec without any keeps `CodecParams`
+    Params: ClassVar[type[CodecParams]] = CodecParams
     #: number of arrays `encode` returns (the server splits a multi-user reply with it)
     num_arrays: int
     #: whether `encode` takes `num_actions` and `predicted_bytes` exists (the K policies then apply)
     adaptive: ClassVar[bool] = False
+    #: whether decode(encode(u)) == u exactly: the byte references, which send the dense weights as they are
+    lossless: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
-            _REGISTRY[cls.name] = cls
+            _register(cls)
 
-    def __init__(self, cfg: RunConfig, num_items: int, dim: int) -> None:
-        self.cfg = cfg
-        self.num_items = num_items
-        self.dim = dim
+    def __init__(self, params: CodecParams, context: CodecContext) -> None:
+        if not isinstance(params, self.Params):
+            raise TypeError(f"{self.name} takes {self.Params.__name__}, got {type(params).__name__}")
+        self.params = params
+        self.context = context
+        self.num_items = context.num_items
+        self.dim = context.dim
 
     @property
     def tag(self) -> str:
@@ -127,6 +172,11 @@ class Codec(ABC):
     def num_actions(self, arrays: Sequence[np.ndarray]) -> int | None:
         """Number of actions (centroids) in an upload, for codecs that have them."""
         return None
+
+    def encode_flops(self, rows: int, num_actions: int) -> float:
+        """Multiply-adds of encoding `rows` touched rows at `num_actions` actions (the simulated clock
+        charges them); 0 for codecs whose encoding costs nothing next to training."""
+        return 0.0
 
     def update_basis(self, server_round: int) -> np.ndarray | None:
         """An (r x dim) basis with orthonormal rows that local training confines the item update to
@@ -167,5 +217,36 @@ class Codec(ABC):
         return ItemUpdate(ids, self._check_rows(update.rows, len(ids)))
 
 
-def codec_registry() -> dict[str, type[Codec]]:
-    return dict(_REGISTRY)
+def _register(cls: type[Codec]) -> None:
+    """Add a codec; its parameter keys must not collide with another codec's."""
+    taken = {key: other.name for other in _REGISTRY.values() if other.name != cls.name for key in parameter_keys(other)}
+    clashes = sorted(set(parameter_keys(cls)) & set(taken))
+    if clashes:
+        raise ValueError(f"codec {cls.name!r}: parameter {clashes[0]!r} is already declared by codec {taken[clashes[0]]!r}")
+    _REGISTRY[cls.name] = cls
+
+
+def unregister_codec(name: str) -> None:
+    """Remove a codec (tests that register a throw-away codec clean up with it)."""
+    _REGISTRY.pop(name, None)
+
+
+def parameter_keys(codec: type[Codec]) -> dict[str, dataclasses.Field]:
+    """A codec's run-config keys and their fields."""
+    return {key_of(spec.name): spec for spec in dataclasses.fields(codec.Params)}
+
+
+def available_codecs() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def codec_class(name: str) -> type[Codec]:
+    if name not in _REGISTRY:
+        raise ValueError(f"codec must be one of {available_codecs()}, got {name!r}")
+    return _REGISTRY[name]
+
+
+def make_codec(name: str, context: CodecContext, params: CodecParams | None = None) -> Codec:
+    """The one way to build a codec: by name, from its own parameters (default: their defaults)."""
+    cls = codec_class(name)
+    return cls(cls.Params() if params is None else params, context)

@@ -7,20 +7,28 @@ whatever they are. The server rebuilds A B with the same B.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 
+from fedras_flwr.codecs.base import CodecParams, parameter
 from fedras_flwr.codecs.ids_values import IdsAndValuesCodec
+
+
+@dataclass(frozen=True)
+class CoLRParams(CodecParams):
+    colr_rank: int = parameter(2, "rank r of the update A B", positive=True)
 
 
 class CoLRCodec(IdsAndValuesCodec):
     name = "colr"
+    Params = CoLRParams
     num_arrays = 2
 
     def basis(self, server_round: int) -> np.ndarray:
-        return _orthonormal_basis(self.cfg.seed, server_round, min(self.cfg.colr_rank, self.dim), self.dim)
+        return _orthonormal_basis(self.context.seed, server_round, min(self.params.colr_rank, self.dim), self.dim)
 
     def update_basis(self, server_round: int) -> np.ndarray:
         return self.basis(server_round)

@@ -15,6 +15,7 @@ from fedras_flwr.codecs.base import Codec, ItemUpdate
 
 class DenseCodec(Codec):
     name = "dense"
+    lossless = True
     num_arrays = 1
 
     def encode(self, update: ItemUpdate, server_round: int) -> list[np.ndarray]:

@@ -12,32 +12,46 @@ When a client touched at most K rows, its rows are sent exactly (float32 centroi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from fedras_flwr.clustering import kmeans
-from fedras_flwr.codecs.base import Codec, ItemUpdate, PayloadError, wire_bytes
+from fedras_flwr.codecs.base import Codec, CodecContext, CodecParams, ItemUpdate, PayloadError, parameter, wire_bytes
 from fedras_flwr.codecs.entropy import decode_symbols, encode_symbols
+from fedras_flwr.codecs.kmeans import kmeans
 from fedras_flwr.codecs.packing import bits_for, decode_ids, encode_ids, pack_bits, unpack_bits
-from fedras_flwr.config import RunConfig
 
 _FLOATS = ("float16", "float32")
 
 
+@dataclass(frozen=True)
+class FedRASParams(CodecParams):
+    num_actions: int = parameter(8, "K actions per client (the K policies may choose another K)", positive=True)
+    cluster_on: str = parameter(
+        "delta", "delta (cluster raw rows) | direction (unit rows + float16 magnitudes)", choices=("delta", "direction")
+    )
+    centroid_dtype: str = parameter("float16", "float16 | float32", choices=_FLOATS)
+    kmeans_iters: int = parameter(20, "Lloyd iterations of the k-means", positive=True)
+    entropy_coding: str = parameter(
+        "none", "none | range (ids and assignments range-coded with their own frequencies)", choices=("none", "range")
+    )
+
+
 class FedRASCodec(Codec):
     name = "fedras"
+    Params = FedRASParams
     adaptive = True
 
-    def __init__(self, cfg: RunConfig, num_items: int, dim: int) -> None:
-        super().__init__(cfg, num_items, dim)
-        self.direction = cfg.cluster_on == "direction"
-        self.entropy = cfg.entropy_coding == "range"
+    def __init__(self, params: FedRASParams, context: CodecContext) -> None:
+        super().__init__(params, context)
+        self.direction = params.cluster_on == "direction"
+        self.entropy = params.entropy_coding == "range"
         self.num_arrays = (2 if self.entropy else 3) + (1 if self.direction else 0)
 
     # -- client ------------------------------------------------------------------------------------
     def encode(self, update: ItemUpdate, server_round: int, num_actions: int | None = None) -> list[np.ndarray]:
-        k = num_actions or self.cfg.num_actions
+        k = num_actions or self.params.num_actions
         rows = np.asarray(update.rows, dtype=np.float32)  # no copy: k-means only reads it
         magnitudes = np.ones(len(rows), dtype=np.float32)
         if len(rows) <= k:  # lossless: every row is its own action (a copy: the payload must not alias the update)
@@ -48,8 +62,8 @@ class FedRASCodec(Codec):
                 norms = np.linalg.norm(rows, axis=1)
                 magnitudes = norms.astype(np.float16)
                 points = rows / np.maximum(norms, 1e-30)[:, None]
-            clusters = kmeans(points, k, self.cfg.kmeans_iters, self._seed(server_round), spherical=self.direction)
-            centroids = clusters.centroids.astype(self.cfg.centroid_dtype)
+            clusters = kmeans(points, k, self.params.kmeans_iters, self._seed(server_round), spherical=self.direction)
+            centroids = clusters.centroids.astype(self.params.centroid_dtype)
             assignment = clusters.assignment
         if self.entropy:
             symbols = [encode_symbols(update.ids, assignment, len(centroids), self.num_items)]
@@ -63,7 +77,7 @@ class FedRASCodec(Codec):
         the plain layout's size: the coded size depends on the clusters)."""
         rows = len(update.ids)
         exact = rows <= num_actions
-        centroids = np.empty((rows if exact else num_actions, self.dim), np.float32 if exact else self.cfg.centroid_dtype)
+        centroids = np.empty((rows if exact else num_actions, self.dim), np.float32 if exact else self.params.centroid_dtype)
         arrays = [
             centroids,
             np.empty(math.ceil(rows * bits_for(len(centroids)) / 8), np.uint8),
@@ -74,7 +88,11 @@ class FedRASCodec(Codec):
         return wire_bytes(arrays)
 
     def _seed(self, server_round: int) -> int:
-        return (self.cfg.seed * 1_000_003 + server_round) % (1 << 31)
+        return (self.context.seed * 1_000_003 + server_round) % (1 << 31)
+
+    def encode_flops(self, rows: int, num_actions: int) -> float:
+        """Lloyd iterations: every row against every centroid (nothing when the rows go exactly)."""
+        return float(self.params.kmeans_iters * rows * num_actions * self.dim) if num_actions < rows else 0.0
 
     # -- server ------------------------------------------------------------------------------------
     def decode(self, arrays: Sequence[np.ndarray], server_round: int) -> ItemUpdate:
@@ -119,8 +137,8 @@ class FedRASCodec(Codec):
 
     @property
     def max_actions(self) -> int:
-        """The largest K any configured policy (or the downlink) may use: more is a malformed upload."""
-        return max(self.cfg.num_actions, self.cfg.downlink_actions, *self.cfg.k_candidate_list)
+        """The largest K this codec may be asked for (its own K, or the run's limit): more is a malformed upload."""
+        return max(self.params.num_actions, self.context.max_actions)
 
     def num_actions(self, arrays: Sequence[np.ndarray]) -> int | None:
         return len(arrays[0])

@@ -11,6 +11,7 @@ from fedras_flwr.codecs.base import Codec, ItemUpdate
 
 class SparseCodec(Codec):
     name = "sparse"
+    lossless = True
     num_arrays = 2
 
     def encode(self, update: ItemUpdate, server_round: int) -> list[np.ndarray]:

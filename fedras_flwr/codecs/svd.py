@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from fedras_flwr.codecs.base import CodecParams, parameter
 from fedras_flwr.codecs.ids_values import IdsAndValuesCodec
+
+
+@dataclass(frozen=True)
+class SVDParams(CodecParams):
+    svd_rank: int = parameter(2, "rank of the truncated SVD", positive=True)
 
 
 class SVDCodec(IdsAndValuesCodec):
     name = "svd"
+    Params = SVDParams
     num_arrays = 3
 
     def encode_rows(self, rows: np.ndarray, server_round: int) -> list[np.ndarray]:
-        rank = min(self.cfg.svd_rank, *rows.shape) if rows.size else 0
+        rank = min(self.params.svd_rank, *rows.shape) if rows.size else 0
         left, singular, right = np.linalg.svd(rows.astype(np.float64), full_matrices=False)
         return [(left[:, :rank] * singular[:rank]).astype(np.float32), right[:rank].astype(np.float32)]
 

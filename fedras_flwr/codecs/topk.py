@@ -5,21 +5,28 @@ Positions index the (touched rows x d) matrix in the narrowest unsigned dtype th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from fedras_flwr.codecs.base import PayloadError
+from fedras_flwr.codecs.base import CodecParams, PayloadError, parameter
 from fedras_flwr.codecs.ids_values import IdsAndValuesCodec
+
+
+@dataclass(frozen=True)
+class TopKParams(CodecParams):
+    topk_fraction: float = parameter(0.1, "fraction of the touched-row entries kept", fraction=True)
 
 
 class TopKCodec(IdsAndValuesCodec):
     name = "topk"
+    Params = TopKParams
     num_arrays = 3
 
     def encode_rows(self, rows: np.ndarray, server_round: int) -> list[np.ndarray]:
         flat = rows.ravel()
-        keep = max(1, int(round(self.cfg.topk_fraction * flat.size))) if flat.size else 0
+        keep = max(1, int(round(self.params.topk_fraction * flat.size))) if flat.size else 0
         positions = np.sort(np.argpartition(-np.abs(flat), keep - 1)[:keep]) if keep < flat.size else np.arange(flat.size)
         return [positions.astype(np.min_scalar_type(max(flat.size - 1, 0))), flat[positions].astype(np.float32)]
 

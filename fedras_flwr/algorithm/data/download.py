@@ -1,0 +1,142 @@
+"""Where an official dataset's file comes from: the user's copy (data-dir or $FEDRAS_DATA_DIR) or a
+download of the official archive, verified against its published checksum and kept in the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedras_flwr.algorithm.data.interactions import DatasetError
+
+log = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "FEDRAS_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where an official dataset lives and how to recognise a good copy."""
+
+    url: str
+    archive_sha256: str | None
+    archive_md5: str | None
+    member: str  # path inside the archive of the file we parse
+    file_sha256: str | None  # checksum of that file when extracted (for user-supplied copies)
+
+
+SOURCES: dict[str, DatasetSource] = {
+    "ml-100k": DatasetSource(
+        url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+        archive_sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229",
+        archive_md5="0e33842e24a9c977be4e0107933c0723",
+        member="ml-100k/u.data",
+        file_sha256="06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+    ),
+    "ml-1m": DatasetSource(
+        url="https://files.grouplens.org/datasets/movielens/ml-1m.zip",
+        archive_sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20",
+        archive_md5="c4d9eecfca2ab87c1945afe126590906",
+        member="ml-1m/ratings.dat",
+        file_sha256=None,
+    ),
+    "lastfm-2k": DatasetSource(
+        url="https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip",
+        archive_sha256=None,
+        archive_md5="296d61afe4e8632b173fc2dd3be20ce2",
+        member="user_artists.dat",
+        file_sha256="001400dc3c7d2667fca6e4ea6dc6acc31a9dd28ad5cd0f74cea988c019934d3b",
+    ),
+}
+
+
+def cache_root(cache_dir: str) -> Path:
+    """The cache-dir setting, else the per-user cache; downloads and big synthetic sets both live here."""
+    if cache_dir:
+        return Path(cache_dir)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedras_flwr"
+
+
+def resolve_dataset_file(name: str, data_dir: str, cache_dir: str) -> Path:
+    """The file to parse for an official dataset: a local copy if given, else the verified download."""
+    local = _locate_local(name, data_dir)
+    if local is None:
+        return _download_verified(name, cache_dir)
+    expected = SOURCES[name].file_sha256
+    if expected is not None and _file_digest(local, "sha256") != expected:
+        log.warning("%s: %s differs from the official file (sha256 mismatch); using it as is", name, local)
+    return local
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _locate_local(name: str, data_dir: str) -> Path | None:
+    """A user copy: `data_dir/<file>` or `data_dir/<dataset>/<file>`; data_dir falls back to $FEDRAS_DATA_DIR."""
+    base = data_dir or os.environ.get(DATA_DIR_ENV, "")
+    if not base:
+        return None
+    filename = Path(SOURCES[name].member).name
+    for candidate in (Path(base) / filename, Path(base) / name / filename):
+        if candidate.is_file():
+            return candidate
+    raise DatasetError(
+        f"{name}: data-dir {base!r} has no {filename} (looked in {base}/ and {base}/{name}/). "
+        f"Point data-dir (or ${DATA_DIR_ENV}) at the folder holding the official {name} files, "
+        f"or leave it empty to download {SOURCES[name].url}."
+    )
+
+
+def _download_verified(name: str, cache_dir: str) -> Path:
+    """Download the official archive once into the cache, verify its checksum, return the parsed file."""
+    source = SOURCES[name]
+    root = cache_root(cache_dir)
+    extracted = root / name / Path(source.member).name
+    if extracted.is_file():
+        return extracted
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / f"{name}.zip"
+    if not archive.is_file():
+        log.info("downloading %s from %s", name, source.url)
+        partial = archive.with_suffix(".part")
+        try:
+            with urllib.request.urlopen(source.url, timeout=60) as response, open(partial, "wb") as out:
+                shutil.copyfileobj(response, out)
+        except OSError as err:
+            raise DatasetError(
+                f"{name}: could not download {source.url} ({err}). Download it by hand and set data-dir "
+                f"(or ${DATA_DIR_ENV}) to the folder with the extracted files."
+            ) from err
+        partial.rename(archive)
+    _verify_archive(name, archive)
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            member = next(m for m in bundle.namelist() if m.endswith(Path(source.member).name))
+            extracted.parent.mkdir(parents=True, exist_ok=True)
+            extracted.write_bytes(bundle.read(member))
+    except (zipfile.BadZipFile, StopIteration) as err:
+        archive.unlink(missing_ok=True)
+        raise DatasetError(f"{name}: {archive} is not the expected zip archive; it was deleted, run again") from err
+    return extracted
+
+
+def _verify_archive(name: str, archive: Path) -> None:
+    source = SOURCES[name]
+    algorithm, expected = ("sha256", source.archive_sha256) if source.archive_sha256 else ("md5", source.archive_md5)
+    actual = _file_digest(archive, algorithm)
+    if actual != expected:
+        archive.unlink()
+        raise DatasetError(
+            f"{name}: {algorithm} of the downloaded archive is {actual}, expected {expected}; the corrupt "
+            f"file was deleted. Run again, or download {source.url} by hand and set data-dir."
+        )
