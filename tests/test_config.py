@@ -79,3 +79,33 @@ def test_lossless_references_send_float32_weights():
     assert RunConfig(codec="fedras").effective_dense_upload == "int8"
     with pytest.raises(ConfigError, match="dense-upload"):
         RunConfig(codec="sparse", dense_upload="int8")
+
+
+def test_generated_copies_of_the_run_config_are_current():
+    """pyproject, conf/config.yaml and the README table are the generator's output for today's keys."""
+    from fedras_flwr.tooling.config_reference import stale_files
+
+    assert stale_files(REPO) == [], "run `python -m fedras_flwr.tooling.config_reference --write`"
+
+
+def test_a_stale_copy_is_found_and_rewritten(tmp_path):
+    from fedras_flwr.tooling import config_reference
+
+    for path, _, _ in config_reference.targets(REPO):
+        copy = tmp_path / path.relative_to(REPO)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(path.read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text(readme.read_text().replace("| `num-actions` | `8` |", "| `num-actions` | `9` |"))
+    assert config_reference.stale_files(tmp_path) == [readme]
+    assert config_reference.main(["--check", "--root", str(tmp_path)]) == 1
+    assert config_reference.main(["--write", "--root", str(tmp_path)]) == 0
+    assert config_reference.stale_files(tmp_path) == []
+    assert readme.read_text() == (REPO / "README.md").read_text()
+
+
+def test_every_key_has_a_line_in_the_reference():
+    from fedras_flwr.tooling.config_reference import sections
+
+    listed = {key: help_text for _, entries in sections() for key, _, help_text in entries}
+    assert set(listed) == set(flat_defaults()) and all(listed.values())
