@@ -38,16 +38,16 @@ import numpy as np
 import torch
 from flwr.simulation import run_simulation
 
-from fedras_flwr.flower.client_app import make_client_app
-from fedras_flwr.codecs import ItemUpdate
-from fedras_flwr.config import RunConfig
 from fedras_flwr.algorithm.data import load_split
 from fedras_flwr.algorithm.data.split import NegativeSampler
 from fedras_flwr.algorithm.server import FederatedServer
-from fedras_flwr.algorithm.user_round import UserUpload, UserWorker, MemoryUserStore, state_key
-from fedras_flwr.tooling.inprocess import run_inprocess
-from fedras_flwr.flower.server_app import make_server_app
 from fedras_flwr.algorithm.training import train_user
+from fedras_flwr.algorithm.user_round import MemoryUserStore, UserUpload, UserWorker, state_key
+from fedras_flwr.codecs import ItemUpdate
+from fedras_flwr.config import RunConfig
+from fedras_flwr.flower.client_app import make_client_app
+from fedras_flwr.flower.server_app import make_server_app
+from fedras_flwr.tooling.inprocess import run_inprocess
 
 REPO = Path(__file__).resolve().parents[1]
 GIB = 1 << 30

@@ -15,10 +15,19 @@ from typing import Any
 import yaml
 
 from fedras_flwr.tooling.deploy import (
-    AUTHORIZED, CA_CERT, COMPOSE_CREDENTIALS, COMPOSE_DATABASE, COMPOSE_NODE_STATE, COMPOSE_PORT, SUPERLINK, Component, components,
-    compose_layout, topology,
+    AUTHORIZED,
+    CA_CERT,
+    COMPOSE_CREDENTIALS,
+    COMPOSE_DATABASE,
+    COMPOSE_NODE_STATE,
+    COMPOSE_PORT,
+    SUPERLINK,
+    Component,
+    components,
+    compose_layout,
+    topology,
 )
-from fedras_flwr.tooling.sweep import FLOWER_ENV
+from fedras_flwr.tooling.flwr_cli import FLOWER_ENV
 
 IMAGE = "fedras-flwr:latest"
 DATA, OUTPUTS = "/app/data", "/app/outputs"  # the ServerApp's cwd is /app: default out-dir ./outputs/<stamp>

@@ -27,15 +27,24 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from make_credentials import make_credentials  # the sibling script (scripts/ is on sys.path)
 from omegaconf import OmegaConf
 
 from fedras_flwr.config import ConfigError
 from fedras_flwr.tooling.deploy import (
-    CA_CERT, CONNECTION, SUPERLINK, Component, components, local_layout, online_nodes, topology, write_connection,
+    CA_CERT,
+    CONNECTION,
+    SUPERLINK,
+    Component,
+    components,
+    local_layout,
+    online_nodes,
+    topology,
+    write_connection,
 )
+from fedras_flwr.tooling.flwr_cli import FLOWER_ENV
 from fedras_flwr.tooling.inprocess import parse_overrides
-from fedras_flwr.tooling.sweep import FLOWER_ENV, RunFailed, launch
-from make_credentials import make_credentials  # the sibling script (scripts/ is on sys.path)
+from fedras_flwr.tooling.sweep import RunFailed, launch
 
 BIN = Path(sys.executable).parent  # this venv: the Flower binaries and, on PATH, flwr-serverapp/flwr-clientapp
 PATH_KEYS = ("out-dir", "data-dir", "cache-dir", "interactions-file")  # Flower's processes have another cwd

@@ -15,9 +15,9 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from fedras_flwr.algorithm.hetero import PRESETS
 from fedras_flwr.config import RunConfig
 from fedras_flwr.tooling.experiments import mean_std, read_rounds, run_many, time_to_reach
-from fedras_flwr.algorithm.hetero import PRESETS
 from fedras_flwr.tooling.inprocess import parse_overrides
 
 

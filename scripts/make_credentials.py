@@ -28,7 +28,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fedras_flwr.tooling.deploy import AUTH_KEY, AUTH_PUB, AUTHORIZED, CA_CERT, CA_DIR, SUPERLINK, TLS_CERT, TLS_KEY, topology
+from fedras_flwr.tooling.deploy import (
+    AUTH_KEY,
+    AUTH_PUB,
+    AUTHORIZED,
+    CA_CERT,
+    CA_DIR,
+    SUPERLINK,
+    TLS_CERT,
+    TLS_KEY,
+    topology,
+)
 
 CURVE = ec.SECP384R1()  # the curve `flwr supernode register` and Flower's own key generation use
 LOOPBACK = ("localhost", "127.0.0.1")

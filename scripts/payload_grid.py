@@ -21,19 +21,25 @@ from typing import Any
 
 import numpy as np
 
-from fedras_flwr.algorithm.components import make_upload_codec
-from fedras_flwr.codecs import ItemUpdate, wire_bytes
-from fedras_flwr.config import RunConfig
+from fedras_flwr.algorithm.components import (
+    ByteReferences,
+    make_model,
+    make_upload_codec,
+    make_weights_codec,
+    own_dense_upload,
+)
 from fedras_flwr.algorithm.data import load_split
 from fedras_flwr.algorithm.data.split import NegativeSampler
-from fedras_flwr.tooling.experiments import mean_std, run_many
-from fedras_flwr.algorithm.components import ByteReferences, make_model, make_weights_codec, own_dense_upload
 from fedras_flwr.algorithm.server import FederatedServer
-from fedras_flwr.tooling.inprocess import parse_overrides
 from fedras_flwr.algorithm.training import train_user
+from fedras_flwr.codecs import ItemUpdate, available_codecs, codec_class, wire_bytes
+from fedras_flwr.config import RunConfig
+from fedras_flwr.tooling.experiments import mean_std, run_many
+from fedras_flwr.tooling.inprocess import parse_overrides
 
 LEVELS = (50.0, 75.0, 87.5, 93.75, 96.88, 99.0)
-CODECS = ("fedras", "topk", "svd", "colr", "quant", "small-d")
+#: every codec that declares a budget parameter, and small-d: the dense codec with a smaller embedding
+CODECS = (*(name for name in available_codecs() if codec_class(name).budget_parameter(1)), "small-d")
 METRICS = ("hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full")
 
 
@@ -47,17 +53,12 @@ class Knob:
 
 
 def knob_for(codec: str, dim: int) -> Knob:
-    if codec == "fedras":
-        return Knob("num-actions", tuple(2**i for i in range(0, 12)), "fedras")
-    if codec == "topk":
-        return Knob("topk-fraction", tuple(float(f) for f in np.geomspace(0.002, 1.0, 60)), "topk")
-    if codec in ("svd", "colr"):
-        return Knob(f"{codec}-rank", tuple(range(1, dim + 1)), codec)
-    if codec == "quant":
-        return Knob("quant-bits", (2, 4, 8), "quant")
     if codec == "small-d":
         return Knob("embedding-dim", tuple(range(1, dim + 1)), "dense")
-    raise ValueError(f"no budget knob for codec {codec!r}")
+    budget = codec_class(codec).budget_parameter(dim)
+    if budget is None:
+        raise ValueError(f"codec {codec!r} declares no budget parameter")
+    return Knob(*budget, codec)
 
 
 def sample_updates(cfg: RunConfig, users: int = 300) -> list[ItemUpdate]:

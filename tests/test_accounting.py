@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 from flwr.common import ndarrays_to_parameters
 
-from conftest import tiny_config
-from fedras_flwr.algorithm.data import load_split
 from fedras_flwr.algorithm.components import ByteReferences
+from fedras_flwr.algorithm.data import load_split
 from fedras_flwr.algorithm.server import FederatedServer
-from fedras_flwr.algorithm.user_round import UserWorker, MemoryUserStore
+from fedras_flwr.algorithm.user_round import MemoryUserStore, UserWorker
 from fedras_flwr.tooling.inprocess import run_inprocess
 
 

@@ -5,10 +5,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-
 from conftest import tiny_config
+
 from fedras_flwr.codecs import (
-    Codec, CodecParams, ItemUpdate, available_codecs, parameter, unregister_codec,
+    Codec,
+    CodecParams,
+    ItemUpdate,
+    available_codecs,
+    parameter,
+    unregister_codec,
 )
 from fedras_flwr.config import ConfigError, RunConfig, flat_defaults
 from fedras_flwr.tooling.experiments import read_rounds

@@ -6,7 +6,6 @@ import os
 import sys
 
 import pytest
-
 from conftest import REPO, tiny_config
 
 spec = importlib.util.spec_from_file_location("bench", REPO / "scripts" / "bench.py")

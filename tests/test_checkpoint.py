@@ -5,15 +5,15 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import tiny_config
+from test_flower import simulate
+
+from fedras_flwr.config import ConfigError
+from fedras_flwr.flower.strategy import FedRASStrategy
 from fedras_flwr.tooling import checkpoint
 from fedras_flwr.tooling.checkpoint import CheckpointError, SnapshotFolder, read_snapshot
-from fedras_flwr.config import ConfigError
 from fedras_flwr.tooling.inprocess import run_inprocess
 from fedras_flwr.tooling.session import ServerSession, find_resume_point, run_key
-from fedras_flwr.flower.strategy import FedRASStrategy
-from test_flower import simulate
 
 
 def arrays(seed: int) -> dict[str, np.ndarray]:

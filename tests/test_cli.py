@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 
 def free_port_pair() -> int:
     """A free port p with p + 2 free too (the local SuperLink's HTTP and Control APIs): parallel test

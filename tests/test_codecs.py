@@ -7,7 +7,16 @@ import pytest
 from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 
 from fedras_flwr.algorithm.components import make_upload_codec
-from fedras_flwr.codecs import ItemUpdate, PayloadError, WeightsCodec, available_codecs, serialized_size, wire_bytes
+from fedras_flwr.codecs import (
+    ItemUpdate,
+    PayloadError,
+    WeightsCodec,
+    available_codecs,
+    codec_class,
+    parameter_keys,
+    serialized_size,
+    wire_bytes,
+)
 from fedras_flwr.config import RunConfig
 
 NUM_ITEMS, DIM = 50, 6
@@ -27,6 +36,23 @@ def test_lossless_round_trip(name):
     decoded = codec.decode(codec.encode(update, 1), 1)
     assert np.array_equal(decoded.ids, update.ids)
     assert np.array_equal(decoded.rows, update.rows)
+
+
+@pytest.mark.parametrize("name", available_codecs())
+def test_a_budget_parameter_is_the_codecs_own_and_runs_from_small_to_large(name):
+    """Lossy codecs declare the parameter the payload grid calibrates; its first value uploads the least."""
+    budget = codec_class(name).budget_parameter(DIM)
+    if codec_class(name).lossless:
+        assert budget is None
+        return
+    key, values = budget
+    assert key in parameter_keys(codec_class(name)) and len(values) >= 2
+    update = random_update(count=40)
+    sizes = [
+        wire_bytes(make_upload_codec(RunConfig(codec=name).replace(**{key.replace("-", "_"): v}), NUM_ITEMS, DIM).encode(update, 1))
+        for v in (values[0], values[-1])
+    ]
+    assert sizes[0] < sizes[1]
 
 
 @pytest.mark.parametrize("name", available_codecs())

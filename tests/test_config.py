@@ -3,8 +3,8 @@
 import tomllib
 
 import pytest
-
 from conftest import REPO
+
 from fedras_flwr.config import ConfigError, RunConfig, flat_defaults
 
 ISSUE_KEYS = {

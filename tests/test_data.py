@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from fedras_flwr.config import RunConfig
 from fedras_flwr.algorithm.data import DatasetError, Interactions, NegativeSampler, leave_one_out, load_dataset
-from fedras_flwr.algorithm.data.synthetic import make_synthetic
 from fedras_flwr.algorithm.data.split import user_rng
+from fedras_flwr.algorithm.data.synthetic import make_synthetic
+from fedras_flwr.config import RunConfig
 
 
 def small_split(seed=0):

@@ -15,10 +15,18 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from fedras_flwr.tooling.deploy import (
-    CA_DIR, COMPOSE_CREDENTIALS, COMPOSE_FLEET, Component, Node, components, online_nodes, supernode_command, topology,
+    CA_DIR,
+    COMPOSE_CREDENTIALS,
+    COMPOSE_FLEET,
+    Component,
+    Node,
+    components,
+    online_nodes,
+    supernode_command,
+    topology,
 )
 
 sys.path.insert(0, str(REPO / "scripts"))

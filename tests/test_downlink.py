@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 
-from fedras_flwr.config import RunConfig
 from fedras_flwr.algorithm.downlink import CURRENT, FULL, STEP, StaleTableError, TableBroadcaster, TableReceiver
 from fedras_flwr.algorithm.user_round import MemoryUserStore
+from fedras_flwr.config import RunConfig
 from fedras_flwr.tooling.inprocess import run_inprocess
-
-from conftest import tiny_config
 
 
 def rounds(broadcaster, table, steps):
@@ -82,14 +81,13 @@ def test_every_node_evaluates_on_the_servers_table(tmp_path):
     """Evaluation sends each node what it lacks (a step for a node that trained last round): the table it
     rebuilds is the server's, bit for bit, and each user is counted for what it lacked."""
     from fedras_flwr.algorithm.data import load_split
-    from fedras_flwr.algorithm.user_round import UserWorker, MemoryUserStore
+    from fedras_flwr.algorithm.user_round import MemoryUserStore, UserWorker
     from fedras_flwr.tooling.session import ServerSession
 
     cfg = tiny_config(tmp_path, downlink="actions", downlink_actions=8, eval_every=2, num_server_rounds=2)
     split = load_split(cfg)
     session = ServerSession(cfg, split.num_items, range(split.num_users), {})
     worker, store = UserWorker(cfg, split), MemoryUserStore()
-    kinds = []
     for server_round in (1, 2):
         users = session.begin_round(server_round)
         message, plan = session.downlink(0, users)

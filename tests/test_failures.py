@@ -9,18 +9,18 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 from flwr.client import ClientApp
 from flwr.common import Code, FitRes, Parameters, Status
 from flwr.simulation import run_simulation
 
-from conftest import tiny_config
-from fedras_flwr.flower.numpy_client import FedRASClient, cached_worker
+from fedras_flwr.algorithm.user_round import FitOutcome, UserUpload
 from fedras_flwr.codecs import ItemUpdate
-from fedras_flwr.algorithm.user_round import UserUpload, FitOutcome
+from fedras_flwr.flower.numpy_client import FedRASClient, cached_worker
 from fedras_flwr.flower.server_app import make_server_app
-from fedras_flwr.tooling.session import ServerSession, find_resume_point
 from fedras_flwr.flower.strategy import FedRASStrategy
 from fedras_flwr.flower.wire import pack_updates
+from fedras_flwr.tooling.session import ServerSession, find_resume_point
 
 
 class CrashingClient(FedRASClient):

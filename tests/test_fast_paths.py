@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 from flwr.common import Context, RecordDict
 
-from fedras_flwr.flower.numpy_client import ContextUserStore
-from fedras_flwr.codecs.kmeans import kmeans, kmeans_plus_plus
-from fedras_flwr.codecs.packing import encode_varints, decode_ids, encode_ids, pack_bits
-from fedras_flwr.config import RunConfig
 from fedras_flwr.algorithm.data import load_dataset, synthetic
-from fedras_flwr.algorithm.data.synthetic import make_synthetic
 from fedras_flwr.algorithm.data.split import leave_one_out
-from fedras_flwr.algorithm.models import MF
+from fedras_flwr.algorithm.data.synthetic import make_synthetic
 from fedras_flwr.algorithm.evaluation import rank_user
+from fedras_flwr.algorithm.models import MF
 from fedras_flwr.algorithm.training import _epoch_batches, _NumpyMFStepper
+from fedras_flwr.codecs.kmeans import kmeans, kmeans_plus_plus
+from fedras_flwr.codecs.packing import decode_ids, encode_ids, encode_varints, pack_bits
+from fedras_flwr.config import RunConfig
+from fedras_flwr.flower.numpy_client import ContextUserStore
 
 
 def same_interactions(a, b):

@@ -6,17 +6,17 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import tiny_config
 from flwr.simulation import run_simulation
 
-from conftest import tiny_config
-from fedras_flwr.flower.client_app import make_client_app
 from fedras_flwr.algorithm.components import make_upload_codec
-from fedras_flwr.codecs import ItemUpdate
-from fedras_flwr.algorithm.user_round import UserUpload, FitOutcome
-from fedras_flwr.tooling.inprocess import run_inprocess
-from fedras_flwr.flower.server_app import make_server_app
 from fedras_flwr.algorithm.evaluation import UserRanks
+from fedras_flwr.algorithm.user_round import FitOutcome, UserUpload
+from fedras_flwr.codecs import ItemUpdate
+from fedras_flwr.flower.client_app import make_client_app
+from fedras_flwr.flower.server_app import make_server_app
 from fedras_flwr.flower.wire import WireError, pack_ranks, pack_updates, unpack_ranks, unpack_updates
+from fedras_flwr.tooling.inprocess import run_inprocess
 
 REQUIRED_KEYS = {
     "round", "hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full", "train-loss", "up-bytes", "down-bytes",

@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import tiny_config
+
 from fedras_flwr.algorithm.components import make_upload_codec
+from fedras_flwr.algorithm.hetero import PRESETS, Heterogeneity, Profile, choose_k, parse_tiers
 from fedras_flwr.codecs import ItemUpdate, wire_bytes
 from fedras_flwr.config import ConfigError, RunConfig
-from fedras_flwr.algorithm.hetero import PRESETS, Heterogeneity, Profile, choose_k, parse_tiers
 from fedras_flwr.tooling.inprocess import run_inprocess
 
 

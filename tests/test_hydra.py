@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-from conftest import REPO
-from fedras_flwr.config import MODEL_DEFAULTS, RunConfig, flat_defaults
 from test_cli import flwr_env, superlink_pids
+
+from fedras_flwr.config import MODEL_DEFAULTS, RunConfig, flat_defaults
 
 CONF = REPO / "fedras_flwr" / "conf"
 

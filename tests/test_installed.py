@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 from packaging.requirements import Requirement
 
-from conftest import REPO
 from fedras_flwr.config import flat_defaults
 from fedras_flwr.tooling import flwr_cli as flwr_cli_module
 from fedras_flwr.tooling.app_dir import COMPONENTS, GENERATED, PUBLISHER, app_dir, declares_this_app, write_app

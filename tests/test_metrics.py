@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from fedras_flwr.algorithm.data.split import UserSplit
+from fedras_flwr.algorithm.evaluation import rank_user
 from fedras_flwr.algorithm.metrics import hit_ratio, ndcg, ranking_report
 from fedras_flwr.algorithm.models import MF
-from fedras_flwr.algorithm.evaluation import rank_user
 
 
 def test_hit_ratio_and_ndcg_by_hand():

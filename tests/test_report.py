@@ -3,6 +3,7 @@
 import csv
 
 from conftest import tiny_config
+
 from fedras_flwr.tooling.inprocess import run_inprocess
 from fedras_flwr.tooling.report import build_report
 

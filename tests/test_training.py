@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from fedras_flwr.config import MODEL_DEFAULTS, RunConfig
-from fedras_flwr.algorithm.data.synthetic import make_synthetic
 from fedras_flwr.algorithm.data.split import NegativeSampler, leave_one_out
-from fedras_flwr.algorithm.server import FederatedServer
-from fedras_flwr.algorithm.user_round import UserWorker, MemoryUserStore
+from fedras_flwr.algorithm.data.synthetic import make_synthetic
 from fedras_flwr.algorithm.models import MF, NeuMF
+from fedras_flwr.algorithm.server import FederatedServer
 from fedras_flwr.algorithm.training import _epoch_batches, _NumpyMFStepper, _TorchStepper, train_user
+from fedras_flwr.algorithm.user_round import MemoryUserStore, UserWorker
+from fedras_flwr.config import MODEL_DEFAULTS, RunConfig
 
 
 @pytest.mark.parametrize("colr", [False, True], ids=["rows", "colr-basis"])

@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedras_flwr.algorithm.components import make_upload_codec
-from fedras_flwr.codecs import ItemUpdate, PayloadError, available_codecs
-from fedras_flwr.config import RunConfig
 from fedras_flwr.algorithm.round_stats import RoundFailures
 from fedras_flwr.algorithm.server import FederatedServer
-from fedras_flwr.algorithm.user_round import UserUpload, FitOutcome
+from fedras_flwr.algorithm.user_round import FitOutcome, UserUpload
+from fedras_flwr.codecs import ItemUpdate, PayloadError, available_codecs
+from fedras_flwr.config import RunConfig
 from fedras_flwr.flower.wire import WireError, pack_updates, unpack_updates
 
 NUM_ITEMS, DIM = 40, 4

@@ -57,3 +57,25 @@ def own_dense_upload(cfg: RunConfig, num_items: int) -> int:
     """What a client of this run sends uncompressed: the dense reference at the run's own embedding size
     (the references may use a larger one, `reference-embedding-dim`)."""
     return ByteReferences.for_run(cfg.replace(reference_embedding_dim=0), num_items).dense
+
+
+@dataclass(frozen=True)
+class RunComponents:
+    """What the user side and the server both build for a run: they must agree on every one."""
+
+    backbone: Backbone
+    codec: Codec
+    weights_codec: WeightsCodec
+    references: ByteReferences
+    own_dense_upload: int
+
+    @classmethod
+    def build(cls, cfg: RunConfig, num_items: int) -> "RunComponents":
+        backbone = make_model(cfg)
+        return cls(
+            backbone,
+            make_upload_codec(cfg, num_items, backbone.item_dim),
+            make_weights_codec(cfg, backbone),
+            ByteReferences.for_run(cfg, num_items),
+            own_dense_upload(cfg, num_items),
+        )

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedras_flwr.config import ConfigError, RunConfig
 from fedras_flwr.algorithm.data.split import user_rng
+from fedras_flwr.config import ConfigError, RunConfig
 
 PURPOSE_PROFILE, PURPOSE_JITTER = 200, 201
 

@@ -13,6 +13,7 @@ from fedras_flwr.algorithm.components import ByteReferences
 from fedras_flwr.algorithm.validation import ValidUpload
 from fedras_flwr.codecs import Codec, wire_bytes
 
+
 @dataclass(frozen=True)
 class RoundFailures:
     """What of a round did not arrive: SuperNodes without a usable reply (Flower failure, timeout, broken

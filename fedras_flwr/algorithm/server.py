@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from fedras_flwr.algorithm.aggregation import item_step, mean_dense_weights
-from fedras_flwr.algorithm.components import ByteReferences, make_model, make_upload_codec, make_weights_codec, own_dense_upload
+from fedras_flwr.algorithm.components import RunComponents
 from fedras_flwr.algorithm.downlink import Broadcast, TableBroadcaster
 from fedras_flwr.algorithm.evaluation import UserRanks
 from fedras_flwr.algorithm.hetero import Heterogeneity
@@ -35,20 +35,19 @@ class FederatedServer:
         self.cfg = cfg
         self.num_items = num_items
         self.users = sorted(users)
-        self.backbone = make_model(cfg)
-        self.codec = make_upload_codec(cfg, num_items, self.backbone.item_dim)
+        parts = RunComponents.build(cfg, num_items)
+        self.backbone, self.codec, self.weights_codec = parts.backbone, parts.codec, parts.weights_codec
+        self.references = parts.references
         rng = np.random.default_rng([cfg.seed, PURPOSE_SERVER_INIT])
         self.item_table = self.backbone.init_items(num_items, cfg.init_std, rng)
         self.dense = self.backbone.init_dense(rng)
-        self.weights_codec = make_weights_codec(cfg, self.backbone)
-        self.references = ByteReferences.for_run(cfg, num_items)
         self.reference_dim = self.references.item_dim
         self.broadcaster = TableBroadcaster(cfg, num_items, self.backbone.item_dim)
         self.hetero = Heterogeneity(cfg)
         self.deadline = cfg.deadline_seconds if cfg.deadline_seconds > 0 else float("inf")
         self.tier_names = [t.name for t in self.hetero.compute] if self.hetero.enabled else []
         # an upload larger than this is rejected unread: twice the dense upload is more than any codec needs
-        max_upload_bytes = cfg.max_upload_bytes or 2 * own_dense_upload(cfg, num_items)
+        max_upload_bytes = cfg.max_upload_bytes or 2 * parts.own_dense_upload
         self.validator = UploadValidator(
             self.codec, self.weights_codec, max_upload_bytes, len(self.tier_names), cfg.clip_norm, cfg.server_lr
         )

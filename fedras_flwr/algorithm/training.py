@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedras_flwr.config import RunConfig
 from fedras_flwr.algorithm.data.split import PURPOSE_SHUFFLE, PURPOSE_TRAIN_NEG, NegativeSampler, UserSplit, user_rng
 from fedras_flwr.algorithm.models import MF, Backbone
+from fedras_flwr.config import RunConfig
 
 # One thread per process: results are then bit-identical whatever process trains a user, and
 # SuperNodes in simulation run side by side instead of fighting over cores.

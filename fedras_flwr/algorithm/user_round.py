@@ -12,7 +12,7 @@ from typing import Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from fedras_flwr.algorithm.components import ByteReferences, make_model, make_upload_codec, make_weights_codec, own_dense_upload
+from fedras_flwr.algorithm.components import RunComponents
 from fedras_flwr.algorithm.data.split import PURPOSE_INIT, NegativeSampler, SplitDataset, user_rng
 from fedras_flwr.algorithm.downlink import FULL, TableReceiver
 from fedras_flwr.algorithm.evaluation import UserRanks, rank_user
@@ -99,14 +99,13 @@ class UserWorker:
     def __init__(self, cfg: RunConfig, split: SplitDataset, node_config: dict | None = None) -> None:
         self.cfg = cfg
         self.split = split
-        self.backbone = make_model(cfg)
-        self.codec = make_upload_codec(cfg, split.num_items, self.backbone.item_dim)
+        parts = RunComponents.build(cfg, split.num_items)
+        self.backbone, self.codec, self.weights_codec = parts.backbone, parts.codec, parts.weights_codec
+        self.references = parts.references
+        self._own_dense_upload = parts.own_dense_upload  # what deadlines derive from
         self.hetero = Heterogeneity(cfg)
         self.node_config = {k: v for k, v in (node_config or {}).items() if k in ("device-tier", "uplink-kbps", "downlink-kbps")}
         self._profiles: dict[int, Profile] = {}
-        self.weights_codec = make_weights_codec(cfg, self.backbone)
-        self.references = ByteReferences.for_run(cfg, split.num_items)
-        self._own_dense_upload = own_dense_upload(cfg, split.num_items)  # what deadlines derive from
         self.receiver = TableReceiver(cfg, split.num_items, self.backbone.item_dim, len(self.weights_codec.shapes))
         self._samplers: dict[int, NegativeSampler] = {}
 

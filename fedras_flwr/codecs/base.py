@@ -173,6 +173,13 @@ class Codec(ABC):
         """Number of actions (centroids) in an upload, for codecs that have them."""
         return None
 
+    @classmethod
+    def budget_parameter(cls, dim: int) -> tuple[str, tuple[Any, ...]] | None:
+        """The parameter that trades upload bytes for fidelity, with its candidate values from the smallest
+        upload to the largest at row width `dim` (scripts/payload_grid.py calibrates it to byte budgets);
+        None for a codec without one."""
+        return None
+
     def encode_flops(self, rows: int, num_actions: int) -> float:
         """Multiply-adds of encoding `rows` touched rows at `num_actions` actions (the simulated clock
         charges them); 0 for codecs whose encoding costs nothing next to training."""

@@ -25,6 +25,10 @@ class CoLRParams(CodecParams):
 class CoLRCodec(IdsAndValuesCodec):
     name = "colr"
     Params = CoLRParams
+
+    @classmethod
+    def budget_parameter(cls, dim: int) -> tuple[str, tuple[int, ...]]:
+        return "colr-rank", tuple(range(1, dim + 1))
     num_arrays = 2
 
     def basis(self, server_round: int) -> np.ndarray:

@@ -51,7 +51,7 @@ def decode_symbols(blob: np.ndarray, num_actions: int, num_items: int) -> tuple[
     header, offset = decode_varints(blob[: (1 + num_actions) * _MAX_VARINT_BYTES].tobytes(), 1 + num_actions)
     count = header[0]
     if count > num_items or any(c > count for c in header[1:]):
-        raise PayloadError(f"fedras: the symbol header names more ids or assignments than the catalogue has")
+        raise PayloadError("fedras: the symbol header names more ids or assignments than the catalogue has")
     counts = np.array(header[1:], dtype=np.int64)
     if counts.sum() != count:
         raise PayloadError(f"fedras: the symbol header names {count} ids and {counts.sum()} assignments")

@@ -43,6 +43,10 @@ class FedRASCodec(Codec):
     Params = FedRASParams
     adaptive = True
 
+    @classmethod
+    def budget_parameter(cls, dim: int) -> tuple[str, tuple[int, ...]]:
+        return "num-actions", tuple(2**i for i in range(12))
+
     def __init__(self, params: FedRASParams, context: CodecContext) -> None:
         super().__init__(params, context)
         self.direction = params.cluster_on == "direction"

@@ -21,6 +21,10 @@ class QuantParams(CodecParams):
 class QuantCodec(IdsAndValuesCodec):
     name = "quant"
     Params = QuantParams
+
+    @classmethod
+    def budget_parameter(cls, dim: int) -> tuple[str, tuple[int, ...]]:
+        return "quant-bits", (2, 4, 8)
     num_arrays = 3
 
     def encode_rows(self, rows: np.ndarray, server_round: int) -> list[np.ndarray]:

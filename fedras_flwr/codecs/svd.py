@@ -19,6 +19,10 @@ class SVDParams(CodecParams):
 class SVDCodec(IdsAndValuesCodec):
     name = "svd"
     Params = SVDParams
+
+    @classmethod
+    def budget_parameter(cls, dim: int) -> tuple[str, tuple[int, ...]]:
+        return "svd-rank", tuple(range(1, dim + 1))
     num_arrays = 3
 
     def encode_rows(self, rows: np.ndarray, server_round: int) -> list[np.ndarray]:

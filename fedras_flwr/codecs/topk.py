@@ -22,6 +22,10 @@ class TopKParams(CodecParams):
 class TopKCodec(IdsAndValuesCodec):
     name = "topk"
     Params = TopKParams
+
+    @classmethod
+    def budget_parameter(cls, dim: int) -> tuple[str, tuple[float, ...]]:
+        return "topk-fraction", tuple(float(f) for f in np.geomspace(0.002, 1.0, 60))
     num_arrays = 3
 
     def encode_rows(self, rows: np.ndarray, server_round: int) -> list[np.ndarray]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flwr.client import ClientApp
 from flwr.common import Context
 
-from fedras_flwr.flower.numpy_client import make_client
 from fedras_flwr.config import RunConfig
+from fedras_flwr.flower.numpy_client import make_client
 
 
 def make_client_app(cfg: RunConfig | None = None) -> ClientApp:

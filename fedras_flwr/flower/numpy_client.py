@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from flwr.app import Array
 from flwr.client import NumPyClient
 from flwr.common import ArrayRecord, Context, NDArrays, Scalar
-from flwr.app import Array
 
 from fedras_flwr.algorithm.data import load_split
 from fedras_flwr.algorithm.user_round import FitOutcome, RoundPlan, UserWorker, partition_users

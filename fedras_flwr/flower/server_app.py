@@ -8,8 +8,8 @@ from flwr.common import Context
 from flwr.server import ServerApp, ServerAppComponents, ServerConfig
 
 from fedras_flwr.config import RunConfig
-from fedras_flwr.tooling.session import find_resume_point
 from fedras_flwr.flower.strategy import FedRASStrategy
+from fedras_flwr.tooling.session import find_resume_point
 
 
 def show_progress_logs() -> None:

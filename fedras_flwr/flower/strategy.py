@@ -30,11 +30,11 @@ from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
 
-from fedras_flwr.config import RunConfig
 from fedras_flwr.algorithm.downlink import Broadcast
 from fedras_flwr.algorithm.round_stats import RoundFailures
-from fedras_flwr.tooling.session import ResumePoint, ServerSession
+from fedras_flwr.config import RunConfig
 from fedras_flwr.flower.wire import pack_vector, unpack_ranks, unpack_updates, unpack_vector
+from fedras_flwr.tooling.session import ResumePoint, ServerSession
 
 log = logging.getLogger("fedras_flwr")
 

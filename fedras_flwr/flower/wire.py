@@ -12,9 +12,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from fedras_flwr.codecs import Codec
-from fedras_flwr.algorithm.user_round import UserUpload, FitOutcome
 from fedras_flwr.algorithm.evaluation import UserRanks
+from fedras_flwr.algorithm.user_round import FitOutcome, UserUpload
+from fedras_flwr.codecs import Codec
 
 
 class WireError(ValueError):

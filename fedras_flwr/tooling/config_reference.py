@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import tomli_w
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from fedras_flwr.config import RunConfig
 from fedras_flwr.algorithm.round_stats import RoundTrainStats
+from fedras_flwr.config import RunConfig
 
 log = logging.getLogger("fedras_flwr")
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from fedras_flwr.config import RunConfig
 from fedras_flwr.algorithm.data.datasets import DATASETS, load_dataset
 from fedras_flwr.algorithm.data.download import DATA_DIR_ENV
 from fedras_flwr.algorithm.data.interactions import DatasetError, Interactions
 from fedras_flwr.algorithm.data.split import NegativeSampler, SplitDataset, UserSplit, leave_one_out
-
+from fedras_flwr.config import RunConfig
 
 _DATA_KEYS = (
     "dataset", "split_seed", "data_dir", "cache_dir", "interactions_file", "interactions_sep", "interactions_columns",
