@@ -10,6 +10,7 @@ fails when any of them is stale. Keys are hyphenated as in Flower; attributes us
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
@@ -75,7 +76,7 @@ class RunConfig:
         0.0, "item-row weight decay on the server: Q[i] *= 1 - server-decay for the rows updated in a round"
     )
     aggregation_weighting: str = setting("uniform", "uniform | examples")
-    codec: str = setting("fedras", "the upload codec: fedras | dense | sparse | topk | svd | colr | quant")
+    codec: str = setting("fedras", f"the upload codec: {' | '.join(available_codecs())}")
     error_feedback: bool = setting(False, "keep what the codec dropped on the client, add it next time it is sampled")
     reference_embedding_dim: int = setting(0, "d of the byte references (0: embedding-dim); set it for small-d runs")
     downlink: str = setting("dense", "dense (full table) | actions (the table step as FedRAS actions)")
@@ -123,6 +124,8 @@ class RunConfig:
     codec_parameters: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        # one form per set of values: known keys, typed, defaults left out, sorted (equal configs hash equal)
+        object.__setattr__(self, "codec_parameters", _normalised_codec_parameters(self.codec_parameters))
         _validate(self)
 
     @property
@@ -174,6 +177,8 @@ class RunConfig:
     @classmethod
     def from_flat(cls, values: Mapping[str, Any]) -> "RunConfig":
         """Build from a Flower run_config (hyphenated keys); unknown keys are an error."""
+        if "codec-parameters" in values:
+            raise ConfigError(_unknown_key("codec-parameters"))
         return cls().replace(**{key.replace("-", "_"): value for key, value in values.items()})
 
     def to_flat(self) -> dict[str, Any]:
@@ -187,20 +192,47 @@ class RunConfig:
     def replace(self, **changes: Any) -> "RunConfig":
         """A copy with `changes` (attribute names with `_`, codec parameters included), typed and checked."""
         own = {f.name: f for f in fields(self) if f.name != "codec_parameters"}
-        codec_specs = {spec.name: spec for name in available_codecs() for spec in parameter_keys(codec_class(name)).values()}
         values, codec_values = {}, dict(changes.pop("codec_parameters", self.codec_parameters))
         for name, value in changes.items():
-            spec = own.get(name) or codec_specs.get(name)
-            if spec is None:
-                raise ConfigError(f"unknown run-config key {key_of(name)!r}; known keys: {sorted(flat_defaults())}")
-            typed = _coerce(key_of(name), value, spec.type)
             if name in own:
-                values[name] = typed
-            elif typed == spec.default:
-                codec_values.pop(key_of(name), None)
+                values[name] = _coerce(key_of(name), value, own[name].type)
+            elif key_of(name) in _codec_parameter_fields():
+                codec_values[key_of(name)] = value
             else:
-                codec_values[key_of(name)] = typed
-        return dataclasses.replace(self, **values, codec_parameters=tuple(sorted(codec_values.items())))
+                raise ConfigError(_unknown_key(key_of(name)))
+        return dataclasses.replace(self, **values, codec_parameters=tuple(codec_values.items()))
+
+
+def _codec_parameter_fields() -> dict[str, dataclasses.Field]:
+    """Every registered codec's parameters by key; a key that a `RunConfig` field already has is refused."""
+    declared = {key: spec for name in available_codecs() for key, spec in parameter_keys(codec_class(name)).items()}
+    shadowing = sorted(set(declared) & {key_of(f.name) for f in fields(RunConfig)})
+    if shadowing:
+        raise ConfigError(f"a codec declares the parameter {shadowing[0]!r}, which is already a run-config key: rename it")
+    return declared
+
+
+def _normalised_codec_parameters(items: Any) -> tuple[tuple[str, Any], ...]:
+    declared = _codec_parameter_fields()
+    try:
+        pairs = dict(items)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"codec-parameters must be (key, value) pairs, got {items!r}") from err
+    kept = {}
+    for key, value in pairs.items():
+        if key not in declared:
+            raise ConfigError(_unknown_key(str(key)))
+        typed = _coerce(key, value, declared[key].type)
+        if typed != declared[key].default:
+            kept[key] = typed
+    return tuple(sorted(kept.items()))
+
+
+def _unknown_key(key: str) -> str:
+    known = sorted(flat_defaults())
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "see the configuration table in the README"
+    return f"unknown run-config key {key!r}: {hint}"
 
 
 def flat_defaults() -> dict[str, Any]:

@@ -40,9 +40,11 @@ from flwr.simulation import run_simulation
 
 from fedras_flwr.algorithm.data import load_split
 from fedras_flwr.algorithm.data.split import NegativeSampler
+from fedras_flwr.algorithm.round_messages import UserUpload
 from fedras_flwr.algorithm.server import FederatedServer
 from fedras_flwr.algorithm.training import train_user
-from fedras_flwr.algorithm.user_round import MemoryUserStore, UserUpload, UserWorker, state_key
+from fedras_flwr.algorithm.user_round import UserWorker
+from fedras_flwr.algorithm.user_state import MemoryUserStore, state_key
 from fedras_flwr.codecs import ItemUpdate
 from fedras_flwr.config import RunConfig
 from fedras_flwr.flower.client_app import make_client_app

@@ -52,10 +52,12 @@ class Knob:
     codec: str
 
 
-def knob_for(codec: str, dim: int) -> Knob:
+def knob_for(codec: str, embedding_dim: int, row_width: int) -> Knob:
+    """The setting calibrated for `codec`: the codec's budget parameter at the item rows' width, or for
+    small-d the embedding size."""
     if codec == "small-d":
-        return Knob("embedding-dim", tuple(range(1, dim + 1)), "dense")
-    budget = codec_class(codec).budget_parameter(dim)
+        return Knob("embedding-dim", tuple(range(1, embedding_dim + 1)), "dense")
+    budget = codec_class(codec).budget_parameter(row_width)
     if budget is None:
         raise ValueError(f"codec {codec!r} declares no budget parameter")
     return Knob(*budget, codec)
@@ -86,7 +88,7 @@ def calibrate(
     """
     dense_ref = ByteReferences.for_run(base, num_items).dense  # the exact wire size runs report against
     budgets = {level: (1.0 - level / 100.0) * dense_ref for level in levels}
-    knob = knob_for(codec, base.embedding_dim)
+    knob = knob_for(codec, base.embedding_dim, make_model(base).item_dim)
     measured: list[tuple[dict[str, Any], float]] = []
     for value in knob.values:
         overrides: dict[str, Any] = {"codec": knob.codec, knob.key: value}

@@ -13,7 +13,8 @@ from flwr.common import ndarrays_to_parameters
 from fedras_flwr.algorithm.components import ByteReferences
 from fedras_flwr.algorithm.data import load_split
 from fedras_flwr.algorithm.server import FederatedServer
-from fedras_flwr.algorithm.user_round import MemoryUserStore, UserWorker
+from fedras_flwr.algorithm.user_round import UserWorker
+from fedras_flwr.algorithm.user_state import MemoryUserStore
 from fedras_flwr.tooling.inprocess import run_inprocess
 
 

@@ -1,11 +1,11 @@
 """A codec with a parameter is one module: registered, its parameter becomes a validated run-config key,
-and a whole run uses it, bytes measured from its arrays. (README "Adding a codec" shows this codec.)"""
+and a whole run uses it, bytes measured from its arrays. The codec is the one README "Adding a codec" shows."""
 
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import REPO, tiny_config
 
 from fedras_flwr.codecs import (
     Codec,
@@ -20,33 +20,21 @@ from fedras_flwr.tooling.experiments import read_rounds
 from fedras_flwr.tooling.inprocess import run_inprocess
 
 
+def readme_codec_source() -> str:
+    """The python block of the README's "Adding a codec" section: the test runs exactly what it shows."""
+    section = (REPO / "README.md").read_text().split("## Adding a codec", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
 @pytest.fixture
 def halves():
-    """The toy codec, registered for one test only (the run-config of the other tests must not see it)."""
-
-    @dataclass(frozen=True)
-    class HalvesParams(CodecParams):
-        halves_dtype: str = parameter("float16", "dtype of the rows: float16 | float32", choices=("float16", "float32"))
-
-    class HalvesCodec(Codec):
-        """int32 ids + the touched rows in `halves-dtype`."""
-
-        name = "halves"
-        Params = HalvesParams
-        num_arrays = 2
-
-        def encode(self, update: ItemUpdate, server_round: int) -> list[np.ndarray]:
-            return [update.ids.astype(np.int32), update.rows.astype(self.params.halves_dtype)]
-
-        def decode(self, arrays, server_round: int) -> ItemUpdate:
-            self._expect(arrays, ["int32", self.params.halves_dtype], [1, 2])
-            ids = self._check_ids(arrays[0])
-            return ItemUpdate(ids, self._check_rows(arrays[1].astype(np.float32), len(ids)))
-
-        def numbers_sent(self, arrays, rows: int) -> int:
-            return arrays[1].size + rows
-
-    yield HalvesCodec
+    """The README's codec, registered for one test only (the run-config of the other tests must not see it)."""
+    namespace = {
+        "dataclass": dataclass, "np": np, "Codec": Codec, "CodecParams": CodecParams, "ItemUpdate": ItemUpdate,
+        "parameter": parameter,
+    }
+    exec(compile(readme_codec_source(), "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    yield namespace["HalvesCodec"]
     unregister_codec("halves")
     assert "halves" not in available_codecs() and "halves-dtype" not in flat_defaults()
 

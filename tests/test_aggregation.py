@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from fedras_flwr.algorithm.components import make_upload_codec
+from fedras_flwr.algorithm.round_messages import UserUpload
 from fedras_flwr.algorithm.server import FederatedServer
-from fedras_flwr.algorithm.user_round import UserUpload
 from fedras_flwr.codecs import ItemUpdate
 from fedras_flwr.config import RunConfig
 

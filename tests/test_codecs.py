@@ -20,7 +20,7 @@ from fedras_flwr.codecs import (
 from fedras_flwr.config import RunConfig
 
 NUM_ITEMS, DIM = 50, 6
-LOSSLESS = ["dense", "sparse"]
+LOSSLESS = [name for name in available_codecs() if codec_class(name).lossless]
 
 
 def random_update(seed=0, count=12):

@@ -109,3 +109,43 @@ def test_every_key_has_a_line_in_the_reference():
 
     listed = {key: help_text for _, entries in sections() for key, _, help_text in entries}
     assert set(listed) == set(flat_defaults()) and all(listed.values())
+
+
+def test_codec_parameters_round_trip_and_have_one_form():
+    cfg = RunConfig(codec="topk").replace(topk_fraction=0.25, num_actions=4, svd_rank=2)  # svd-rank 2 is the default
+    assert cfg.codec_parameters == (("num-actions", 4), ("topk-fraction", 0.25))
+    assert RunConfig.from_flat(cfg.to_flat()) == cfg
+    same = RunConfig(codec="topk", codec_parameters=(("topk-fraction", 0.25), ("num-actions", 4.0), ("svd-rank", 2)))
+    assert same == cfg and hash(same) == hash(cfg)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"num-server-round": 3}, "unknown run-config key 'num-server-round': did you mean 'num-server-rounds'?"),
+    ({"codec-parameters": "x"}, "unknown run-config key 'codec-parameters'"),
+    ({"num-actions": "many"}, "'num-actions' must be int"),
+])
+def test_bad_keys_are_named_in_one_line(values, message):
+    with pytest.raises(ConfigError) as raised:
+        RunConfig.from_flat(values)
+    assert message in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_codec_can_neither_shadow_a_run_config_key_nor_reuse_a_name():
+    from dataclasses import dataclass
+
+    from fedras_flwr.codecs import Codec, CodecParams, parameter, unregister_codec
+
+    with pytest.raises(ValueError, match="already registered"):
+        type("AnotherSVD", (Codec,), {"name": "svd"})
+
+    @dataclass(frozen=True)
+    class SeededParams(CodecParams):
+        seed: int = parameter(7, "a parameter named like a run-config key")
+
+    try:
+        type("Seeded", (Codec,), {"name": "seeded", "Params": SeededParams})
+        with pytest.raises(ConfigError, match="'seed', which is already a run-config key"):
+            RunConfig()
+    finally:
+        unregister_codec("seeded")
+    assert RunConfig().seed == 0

@@ -5,7 +5,7 @@ import pytest
 from conftest import tiny_config
 
 from fedras_flwr.algorithm.downlink import CURRENT, FULL, STEP, StaleTableError, TableBroadcaster, TableReceiver
-from fedras_flwr.algorithm.user_round import MemoryUserStore
+from fedras_flwr.algorithm.user_state import MemoryUserStore
 from fedras_flwr.config import RunConfig
 from fedras_flwr.tooling.inprocess import run_inprocess
 
@@ -81,7 +81,8 @@ def test_every_node_evaluates_on_the_servers_table(tmp_path):
     """Evaluation sends each node what it lacks (a step for a node that trained last round): the table it
     rebuilds is the server's, bit for bit, and each user is counted for what it lacked."""
     from fedras_flwr.algorithm.data import load_split
-    from fedras_flwr.algorithm.user_round import MemoryUserStore, UserWorker
+    from fedras_flwr.algorithm.user_round import UserWorker
+    from fedras_flwr.algorithm.user_state import MemoryUserStore
     from fedras_flwr.tooling.session import ServerSession
 
     cfg = tiny_config(tmp_path, downlink="actions", downlink_actions=8, eval_every=2, num_server_rounds=2)

@@ -14,7 +14,7 @@ from flwr.client import ClientApp
 from flwr.common import Code, FitRes, Parameters, Status
 from flwr.simulation import run_simulation
 
-from fedras_flwr.algorithm.user_round import FitOutcome, UserUpload
+from fedras_flwr.algorithm.round_messages import FitOutcome, UserUpload
 from fedras_flwr.codecs import ItemUpdate
 from fedras_flwr.flower.numpy_client import FedRASClient, cached_worker
 from fedras_flwr.flower.server_app import make_server_app

@@ -11,7 +11,7 @@ from flwr.simulation import run_simulation
 
 from fedras_flwr.algorithm.components import make_upload_codec
 from fedras_flwr.algorithm.evaluation import UserRanks
-from fedras_flwr.algorithm.user_round import FitOutcome, UserUpload
+from fedras_flwr.algorithm.round_messages import FitOutcome, UserUpload
 from fedras_flwr.codecs import ItemUpdate
 from fedras_flwr.flower.client_app import make_client_app
 from fedras_flwr.flower.server_app import make_server_app

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from fedras_flwr.algorithm.components import make_upload_codec
+from fedras_flwr.algorithm.components import make_model, make_upload_codec
 from fedras_flwr.algorithm.hetero import PRESETS, Heterogeneity, Profile, choose_k, parse_tiers
 from fedras_flwr.codecs import ItemUpdate, wire_bytes
 from fedras_flwr.config import ConfigError, RunConfig
@@ -111,3 +111,11 @@ def test_dropping_stragglers_bounds_the_round_time(tmp_path):
 def test_target_from_a_dense_reference():
     assert RunConfig(target_hr_reference=0.6).target_hr_value == pytest.approx(0.57)
     assert RunConfig(target_hr=0.4).target_hr_value == 0.4
+
+
+def test_the_clock_charges_k_means_on_the_codecs_rows_neumf_included(tmp_path):
+    """NeuMF's item rows are 2d wide (GMF + MLP halves), so its k-means costs twice MF's at the same d."""
+    for model, width in (("mf", 8), ("neumf", 16)):
+        cfg = tiny_config(tmp_path, model=model, embedding_dim=8, kmeans_iters=10)
+        codec = make_upload_codec(cfg, 200, make_model(cfg).item_dim)
+        assert codec.encode_flops(rows=30, num_actions=5) == 10 * 30 * 5 * width

@@ -9,7 +9,8 @@ from fedras_flwr.algorithm.data.synthetic import make_synthetic
 from fedras_flwr.algorithm.models import MF, NeuMF
 from fedras_flwr.algorithm.server import FederatedServer
 from fedras_flwr.algorithm.training import _epoch_batches, _NumpyMFStepper, _TorchStepper, train_user
-from fedras_flwr.algorithm.user_round import MemoryUserStore, UserWorker
+from fedras_flwr.algorithm.user_round import UserWorker
+from fedras_flwr.algorithm.user_state import MemoryUserStore
 from fedras_flwr.config import MODEL_DEFAULTS, RunConfig
 
 

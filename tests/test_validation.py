@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedras_flwr.algorithm.components import make_upload_codec
+from fedras_flwr.algorithm.round_messages import FitOutcome, UserUpload
 from fedras_flwr.algorithm.round_stats import RoundFailures
 from fedras_flwr.algorithm.server import FederatedServer
-from fedras_flwr.algorithm.user_round import FitOutcome, UserUpload
 from fedras_flwr.codecs import ItemUpdate, PayloadError, available_codecs
 from fedras_flwr.config import RunConfig
 from fedras_flwr.flower.wire import WireError, pack_updates, unpack_updates
@@ -89,10 +89,10 @@ BAD_FEDRAS = {
     "assignment buffer one byte short": (lambda p: replace(p, 1, p[1][:-1]), "index buffer"),
     "assignment past the last action": (lambda p: replace(p, 0, p[0][:3]), "past the last action"),
     "more actions than rows": (lambda p: replace(p, 0, np.zeros((8, DIM), np.float16)), "at most one per row"),
-    "more actions than any policy allows": (
+    "more actions than the run allows": (
         lambda p: [np.zeros((9, DIM), np.float16), np.zeros(math.ceil(40 * 4 / 8), np.uint8),
                    np.concatenate([[0], np.packbits(np.ones(NUM_ITEMS, np.uint8), bitorder="little")]).astype(np.uint8)],
-        "any policy allows",
+        "more than this run allows",
     ),
     "unknown id encoding": (lambda p: replace(p, 2, np.concatenate([[7], p[2][1:]]).astype(np.uint8)), "unknown id encoding"),
     "empty id set": (lambda p: replace(p, 2, np.zeros(0, np.uint8)), "non-empty"),
@@ -379,3 +379,17 @@ def test_fuzzed_replies_are_refused_or_well_formed(data):
     stats = server.aggregate(updates, 1)
     if stats.skipped:
         assert all(np.array_equal(a, b) for a, b in zip(before, global_state(server)))
+
+
+@pytest.mark.parametrize("policy, accepted", [("fixed", False), ("deadline", True)])
+def test_an_upload_may_carry_at_most_the_actions_its_k_policy_can_choose(policy, accepted):
+    """Under `fixed` the limit is num-actions (4), whatever downlink-actions (8); an adaptive policy
+    allows its largest candidate (8)."""
+    server, cfg = make_server(codec="fedras", k_policy=policy)
+    payload = make_upload_codec(cfg, NUM_ITEMS, DIM).encode(valid_update(), 1, num_actions=5)
+    assert len(payload[0]) == 5
+    stats = server.aggregate([upload(payload)], 1)
+    if accepted:
+        assert stats.clients == 1 and stats.rejected == 0
+    else:
+        assert stats.rejected == 1 and "5 actions, more than this run allows (4)" in stats.rejections[0][1]

@@ -54,7 +54,7 @@ class ByteReferences:
 
 
 def own_dense_upload(cfg: RunConfig, num_items: int) -> int:
-    """What a client of this run sends uncompressed: the dense reference at the run's own embedding size
+    """What a user of this run sends uncompressed: the dense reference at the run's own embedding size
     (the references may use a larger one, `reference-embedding-dim`)."""
     return ByteReferences.for_run(cfg.replace(reference_embedding_dim=0), num_items).dense
 

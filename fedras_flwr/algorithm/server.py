@@ -16,8 +16,8 @@ from fedras_flwr.algorithm.downlink import Broadcast, TableBroadcaster
 from fedras_flwr.algorithm.evaluation import UserRanks
 from fedras_flwr.algorithm.hetero import Heterogeneity
 from fedras_flwr.algorithm.metrics import ranking_report
+from fedras_flwr.algorithm.round_messages import RoundPlan, UserUpload
 from fedras_flwr.algorithm.round_stats import RoundFailures, RoundTrainStats, train_stats, upload_bytes
-from fedras_flwr.algorithm.user_round import RoundPlan, UserUpload
 from fedras_flwr.algorithm.validation import UploadValidator, ValidUpload, arrived_bytes
 from fedras_flwr.codecs import PayloadError, wire_bytes
 from fedras_flwr.config import RunConfig
@@ -81,7 +81,7 @@ class FederatedServer:
         return self.broadcaster.message(holder_version, self.item_table, self.dense)
 
     def downlink_bytes(self, holder_version: int | None) -> int:
-        """Exact bytes of the downlink a client holding table `holder_version` receives now."""
+        """Exact bytes of the downlink a user holding table `holder_version` receives now."""
         return wire_bytes(self.broadcast(holder_version).arrays)
 
     @property

@@ -7,8 +7,7 @@ The Flower client (flower/numpy_client.py) and the in-process loop (tooling/inpr
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -17,80 +16,13 @@ from fedras_flwr.algorithm.data.split import PURPOSE_INIT, NegativeSampler, Spli
 from fedras_flwr.algorithm.downlink import FULL, TableReceiver
 from fedras_flwr.algorithm.evaluation import UserRanks, rank_user
 from fedras_flwr.algorithm.hetero import Heterogeneity, Profile, choose_k
+from fedras_flwr.algorithm.round_messages import FitOutcome, RoundPlan, UserUpload, split_global_arrays
 from fedras_flwr.algorithm.training import DivergenceError, train_user
+from fedras_flwr.algorithm.user_state import UserStore, state_key
 from fedras_flwr.codecs import ItemUpdate, merge_updates, wire_bytes
 from fedras_flwr.config import RunConfig
 
 log = logging.getLogger(__name__)
-
-
-def partition_users(num_users: int, partition_id: int, num_partitions: int) -> list[int]:
-    """Users hosted by one SuperNode: round-robin, so partitions differ in size by at most one."""
-    if not 0 <= partition_id < num_partitions:
-        raise ValueError(f"partition-id {partition_id} is outside [0, num-partitions={num_partitions})")
-    return list(range(partition_id, num_users, num_partitions))
-
-
-
-class UserStore(Protocol):
-    """Where a client keeps its users' private state between rounds (embedding, codec residual)."""
-
-    def get(self, key: str) -> np.ndarray | None: ...
-
-    def put(self, key: str, array: np.ndarray) -> None: ...
-
-    def keys(self) -> Iterable[str]: ...
-
-
-class MemoryUserStore(dict):
-    """A `UserStore` in a plain dict (in-process runs and tests)."""
-
-    def put(self, key: str, array: np.ndarray) -> None:
-        self[key] = array
-
-
-def state_key(user: int, name: str) -> str:
-    return f"user/{user}/{name}"
-
-
-
-@dataclass(frozen=True)
-class UserUpload:
-    """One user's upload for one round."""
-
-    user: int
-    payload: list[np.ndarray]  # the codec's arrays
-    dense: list[np.ndarray]  # the dense weights' arrays as `WeightsCodec` encodes them (NeuMF), [] for MF
-    num_examples: int
-    train_loss: float
-    recon_error: float  # ||D - decode(encode(D))|| / ||D||, measured by the client on its own upload
-    sim_time: float = 0.0  # simulated seconds of this client's round (hetero.py)
-    dense_time: float = 0.0  # the same with the uncompressed (dense) upload: what deadlines derive from
-    tier: int = -1  # index of the client's compute tier (-1: no heterogeneity)
-
-
-@dataclass(frozen=True)
-class RoundPlan:
-    """What the server tells the clients of a round besides the table."""
-
-    deadline: float = float("inf")  # seconds (deadline policy)
-    #: per user, the bytes of the downlink it received (what one device per user would download)
-    down_bytes: Mapping[int, int] = field(default_factory=dict)
-
-
-@dataclass
-class FitOutcome:
-    """What a client's users produced in one round: their uploads, and the users whose training
-    diverged (skipped, their state not saved)."""
-
-    updates: list[UserUpload]
-    failed_users: list[int] = field(default_factory=list)
-
-
-def split_global_arrays(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The broadcast is [item table, *dense weights]."""
-    return arrays[0], list(arrays[1:])
-
 
 
 class UserWorker:

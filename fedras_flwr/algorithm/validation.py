@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fedras_flwr.algorithm.user_round import UserUpload
+from fedras_flwr.algorithm.round_messages import UserUpload
 from fedras_flwr.codecs import Codec, ItemUpdate, PayloadError, WeightsCodec, serialized_size, wire_bytes
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -225,8 +225,10 @@ class Codec(ABC):
 
 
 def _register(cls: type[Codec]) -> None:
-    """Add a codec; its parameter keys must not collide with another codec's."""
-    taken = {key: other.name for other in _REGISTRY.values() if other.name != cls.name for key in parameter_keys(other)}
+    """Add a codec under a new name; its parameter keys must not collide with another codec's."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"a codec named {cls.name!r} is already registered ({_REGISTRY[cls.name].__qualname__})")
+    taken = {key: other.name for other in _REGISTRY.values() for key in parameter_keys(other)}
     clashes = sorted(set(parameter_keys(cls)) & set(taken))
     if clashes:
         raise ValueError(f"codec {cls.name!r}: parameter {clashes[0]!r} is already declared by codec {taken[clashes[0]]!r}")

@@ -108,7 +108,7 @@ class FedRASCodec(Codec):
         if centroids.shape[1] != self.dim or not np.all(np.isfinite(centroids)):
             raise PayloadError(f"fedras: centroids must be finite with {self.dim} columns")
         if len(centroids) > self.max_actions:
-            raise PayloadError(f"fedras: {len(centroids)} actions, more than any policy allows ({self.max_actions})")
+            raise PayloadError(f"fedras: {len(centroids)} actions, more than this run allows ({self.max_actions})")
         if self.entropy:
             ids, assignment = decode_symbols(arrays[1], len(centroids), self.num_items)
             self._check_action_count(len(centroids), len(ids))

@@ -10,7 +10,9 @@ from flwr.client import NumPyClient
 from flwr.common import ArrayRecord, Context, NDArrays, Scalar
 
 from fedras_flwr.algorithm.data import load_split
-from fedras_flwr.algorithm.user_round import FitOutcome, RoundPlan, UserWorker, partition_users
+from fedras_flwr.algorithm.round_messages import FitOutcome, RoundPlan
+from fedras_flwr.algorithm.user_round import UserWorker
+from fedras_flwr.algorithm.user_state import partition_users
 from fedras_flwr.config import RunConfig
 from fedras_flwr.flower.wire import pack_ranks, pack_updates, pack_vector, unpack_vector
 from fedras_flwr.tooling.checkpoint import SnapshotFolder

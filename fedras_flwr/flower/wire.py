@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from fedras_flwr.algorithm.evaluation import UserRanks
-from fedras_flwr.algorithm.user_round import FitOutcome, UserUpload
+from fedras_flwr.algorithm.round_messages import FitOutcome, UserUpload
 from fedras_flwr.codecs import Codec
 
 

@@ -28,7 +28,7 @@ from fedras_flwr.config import flat_defaults
 DISTRIBUTION = "fedras-flwr"
 PUBLISHER = "fedras"
 COMPONENTS = {"serverapp": "fedras_flwr.flower.server_app:app", "clientapp": "fedras_flwr.flower.client_app:app"}
-#: The source checkout when the package runs from one; else site-packages' parent, with no pyproject.toml.
+#: The source checkout when the package runs from one; else site-packages itself, with no pyproject.toml.
 CHECKOUT = Path(__file__).resolve().parents[2]
 GENERATED = "fedras-flwr-app"  # folder name of a generated app (a valid Flower app name)
 

@@ -91,8 +91,8 @@ def _markers(prefix: str) -> tuple[str, str]:
 def regenerated(text: str, prefix: str, body: str, name: str) -> str:
     """`text` with the part between its two marker lines replaced by `body`."""
     begin, end = _markers(prefix)
-    if text.count(begin) != 1 or text.count(end) != 1:
-        raise ValueError(f"{name} must hold the marker lines {begin.strip()!r} and {end.strip()!r} once each")
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ValueError(f"{name} must hold the marker lines {begin.strip()!r} and {end.strip()!r} once each, in that order")
     head, rest = text.split(begin)
     _, tail = rest.split(end)
     return head + begin + body + end + tail

@@ -9,7 +9,8 @@ from typing import Any
 
 from fedras_flwr.algorithm.data import load_split
 from fedras_flwr.algorithm.round_stats import RoundFailures
-from fedras_flwr.algorithm.user_round import MemoryUserStore, UserWorker
+from fedras_flwr.algorithm.user_round import UserWorker
+from fedras_flwr.algorithm.user_state import MemoryUserStore
 from fedras_flwr.config import RunConfig, flat_defaults
 from fedras_flwr.tooling.node_state import node_snapshots, resume_node_once, save_node_state
 from fedras_flwr.tooling.session import ServerSession, find_resume_point

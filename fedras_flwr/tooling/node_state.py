@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedras_flwr.algorithm.user_round import UserStore
+from fedras_flwr.algorithm.user_state import UserStore
 from fedras_flwr.tooling.checkpoint import CheckpointError, SnapshotFolder
 
 log = logging.getLogger(__name__)

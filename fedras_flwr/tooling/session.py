@@ -14,9 +14,9 @@ import numpy as np
 
 from fedras_flwr.algorithm.downlink import Broadcast
 from fedras_flwr.algorithm.evaluation import UserRanks
+from fedras_flwr.algorithm.round_messages import RoundPlan, UserUpload
 from fedras_flwr.algorithm.round_stats import RoundFailures, RoundTrainStats
 from fedras_flwr.algorithm.server import FederatedServer
-from fedras_flwr.algorithm.user_round import RoundPlan, UserUpload
 from fedras_flwr.config import ConfigError, RunConfig
 from fedras_flwr.tooling.checkpoint import CheckpointError, SnapshotFolder, read_snapshot
 from fedras_flwr.tooling.results import RunRecorder
