@@ -47,6 +47,9 @@ class RunConfig:
     dataset: str = setting("synthetic", "synthetic | ml-100k | ml-1m | lastfm-2k | interactions")
     data_dir: str = setting("", "folder with the official files; else $FEDRAS_DATA_DIR, else download")
     cache_dir: str = setting("", "download cache; default ~/.cache/fedras_flwr")
+    verify_checksums: bool = setting(
+        True, "a local copy of an official dataset must match the published file (false: accept a modified copy)"
+    )
     interactions_file: str = setting("", 'dataset = "interactions": a CSV/TSV of user, item[, timestamp]')
     interactions_sep: str = setting("auto", 'auto | "," | "\\t" | ";" | "::" ...')
     interactions_columns: str = setting("user,item,timestamp", "column order of the interactions file")
@@ -120,6 +123,7 @@ class RunConfig:
         0, "the dataset split and evaluation negatives (and the synthetic data): fixed across run seeds"
     )
     out_dir: str = setting("", "default: ./outputs/<timestamp>")
+    verbosity: str = setting("quiet", "quiet (our progress lines and the final summary) | flower (also Flower's own log)")
     #: (key, value) of the codec parameters that differ from their defaults, sorted by key
     codec_parameters: tuple[tuple[str, Any], ...] = ()
 
@@ -240,6 +244,32 @@ def flat_defaults() -> dict[str, Any]:
     return RunConfig().to_flat()
 
 
+def parse_overrides(pairs: list[str]) -> RunConfig:
+    """A run config from command-line `key=value` pairs, each value typed like its key's default."""
+    defaults = flat_defaults()
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"expected key=value, got {pair!r}")
+        if key not in defaults:
+            raise ConfigError(_unknown_key(key))
+        kind = type(defaults[key])
+        try:
+            values[key] = _parse_bool(text) if kind is bool else kind(text)
+        except ValueError as err:
+            raise ConfigError(f"run-config key {key!r} must be {kind.__name__}, got {text!r}") from err
+    return RunConfig.from_flat(values)
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() in {"1", "true", "yes"}:
+        return True
+    if text.lower() in {"0", "false", "no"}:
+        return False
+    raise ValueError(text)
+
+
 def parse_int_list(text: str, key: str) -> list[int]:
     try:
         values = [int(part) for part in str(text).split(",") if part.strip()]
@@ -274,6 +304,7 @@ _CHOICES = {
     "optimizer": ("auto", "sgd", "adam"),
     "dense_upload": ("auto", "float32", "float16", "int8"),
     "aggregation_weighting": ("uniform", "examples"),
+    "verbosity": ("quiet", "flower"),
     "downlink": ("dense", "actions"),
     "hetero": ("none", "homogeneous", "uniform", "mostly-slow", "mixed"),
     "k_policy": ("fixed", "deadline", "target-ratio"),

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from fedras_flwr.algorithm.hetero import PRESETS
-from fedras_flwr.config import RunConfig
+from fedras_flwr.config import RunConfig, parse_overrides
 from fedras_flwr.tooling.experiments import mean_std, read_rounds, run_many, time_to_reach
-from fedras_flwr.tooling.inprocess import parse_overrides
 
 
 def methods(candidates: list[int], default_k: int, baseline: str) -> dict[str, dict[str, Any]]:

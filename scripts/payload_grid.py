@@ -33,9 +33,8 @@ from fedras_flwr.algorithm.data.split import NegativeSampler
 from fedras_flwr.algorithm.server import FederatedServer
 from fedras_flwr.algorithm.training import train_user
 from fedras_flwr.codecs import ItemUpdate, available_codecs, codec_class, wire_bytes
-from fedras_flwr.config import RunConfig
+from fedras_flwr.config import RunConfig, parse_overrides
 from fedras_flwr.tooling.experiments import mean_std, run_many
-from fedras_flwr.tooling.inprocess import parse_overrides
 
 LEVELS = (50.0, 75.0, 87.5, 93.75, 96.88, 99.0)
 #: every codec that declares a budget parameter, and small-d: the dense codec with a smaller embedding

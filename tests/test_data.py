@@ -84,29 +84,207 @@ def test_env_variable_points_at_data(ml100k_dir, monkeypatch):
     assert load_dataset("ml-100k").num_items == 1682
 
 
-def test_modified_local_copy_warns_but_loads(tmp_path, ml100k_dir, caplog):
-    lines = (ml100k_dir / "u.data").read_text().splitlines()[:-1000]
-    (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
-    data = load_dataset("ml-100k", data_dir=str(tmp_path))
-    assert len(data.users) == 99_000
-    assert "sha256 mismatch" in caplog.text
+def one_line_error(excinfo) -> str:
+    """The message of a raised DatasetError, checked to be the single line a newcomer reads."""
+    message = str(excinfo.value)
+    assert "\n" not in message
+    return message
 
 
-def test_missing_dataset_says_what_to_do(tmp_path):
-    with pytest.raises(DatasetError, match="Point data-dir"):
+def copy_with(tmp_path, source, edit):
+    """A copy of an official file in tmp_path with `edit(bytes) -> bytes` applied; never touches the original."""
+    (tmp_path / source.name).write_bytes(edit(source.read_bytes()))
+    return tmp_path / source.name
+
+
+def one_byte_changed(data: bytes) -> bytes:
+    assert data.startswith(b"196\t242\t3\t")  # the rating of line 1 (not a field we parse) becomes 4
+    return data[:8] + b"4" + data[9:]
+
+
+def garble_line(number: int, text: bytes = b"186 302 garbled"):
+    def edit(data: bytes) -> bytes:
+        lines = data.split(b"\n")
+        lines[number - 1] = text
+        return b"\n".join(lines)
+    return edit
+
+
+def test_a_modified_local_copy_is_an_error_naming_the_file_and_the_way_out(tmp_path, ml100k_dir):
+    copy = copy_with(tmp_path, ml100k_dir / "u.data", one_byte_changed)
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("ml-100k", data_dir=str(tmp_path))
+    message = one_line_error(excinfo)
+    assert message.startswith(f"ml-100k: {copy} differs from the official release (sha256 mismatch: truncated or")
+    assert "re-download it: clear data-dir and $FEDRAS_DATA_DIR so the verified download runs" in message
+    assert "ml-100k.zip" in message and message.endswith("set verify-checksums=false")
+
+
+def test_verify_checksums_false_accepts_a_modified_copy_with_a_warning(tmp_path, ml100k_dir, caplog):
+    copy_with(tmp_path, ml100k_dir / "u.data", one_byte_changed)
+    data = load_dataset("ml-100k", data_dir=str(tmp_path), verify_checksums=False)
+    assert (data.num_users, data.num_items, len(data.users)) == (943, 1682, 100_000)
+    assert "u.data differs from the official file (sha256 mismatch); using it as is" in caplog.text
+
+
+def test_load_split_passes_verify_checksums_on(tmp_path, ml100k_dir):
+    from fedras_flwr.algorithm.data import load_split
+
+    copy_with(tmp_path, ml100k_dir / "u.data", one_byte_changed)
+    cfg = RunConfig(dataset="ml-100k", data_dir=str(tmp_path))
+    with pytest.raises(DatasetError, match="verify-checksums=false"):
+        load_split(cfg)
+    assert load_split(cfg.replace(verify_checksums=False)).num_users == 943
+
+
+def test_a_truncated_official_file_fails_its_checksum_first(tmp_path, ml100k_dir):
+    assert (ml100k_dir / "u.data").read_bytes().endswith(b"\n12\t203\t3\t879959583\n")
+    copy_with(tmp_path, ml100k_dir / "u.data", lambda data: data[:-8])  # the last line cut in its timestamp
+    with pytest.raises(DatasetError, match=r"u\.data differs from the official release") as excinfo:
+        load_dataset("ml-100k", data_dir=str(tmp_path))
+    one_line_error(excinfo)
+    # unchecked, that cut still parses (timestamp 8799): only the checksum catches it
+    assert len(load_dataset("ml-100k", data_dir=str(tmp_path), verify_checksums=False).users) == 100_000
+    copy_with(tmp_path, ml100k_dir / "u.data", lambda data: data[:-13])  # cut to "12\t203": the parser sees it
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("ml-100k", data_dir=str(tmp_path), verify_checksums=False)
+    assert "u.data line 100000 is broken (expected at least 4 fields separated by '\\t', got '12\\t203')" in (
+        one_line_error(excinfo)
+    )
+
+
+def test_a_broken_line_of_an_official_file_is_named_with_re_download_advice(tmp_path, ml100k_dir):
+    copy = copy_with(tmp_path, ml100k_dir / "u.data", garble_line(17))
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("ml-100k", data_dir=str(tmp_path), verify_checksums=False)
+    message = one_line_error(excinfo)
+    assert message == (
+        f"ml-100k: {copy} line 17 is broken (expected at least 4 fields separated by '\\t', got '186 302 garbled'); "
+        f"the file is damaged (truncated or modified), re-download it: clear data-dir and $FEDRAS_DATA_DIR so "
+        f"the verified download runs, or replace it with u.data from "
+        f"https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+    )
+    assert "interactions-" not in message
+
+
+def test_a_bad_timestamp_of_an_official_file_is_named(tmp_path, ml100k_dir):
+    copy_with(tmp_path, ml100k_dir / "u.data", garble_line(5, b"1\t2\t3\tyesterday"))
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("ml-100k", data_dir=str(tmp_path), verify_checksums=False)
+    message = one_line_error(excinfo)
+    assert "u.data line 5 is broken (timestamp 'yesterday' is not a number); the file is damaged" in message
+    assert "re-download it" in message and "interactions-" not in message
+
+
+def test_lastfm_2k_is_verified_and_its_broken_lines_named(tmp_path, ml100k_dir):
+    official = ml100k_dir.parent / "lastfm-2k" / "user_artists.dat"
+    if not official.is_file():
+        pytest.skip("Last.fm 2K not found beside ML-100K")
+    data = load_dataset("lastfm-2k", data_dir=str(official.parent))  # the official file passes the check
+    assert data.timestamps is None and data.num_users == 1892
+    copy_with(tmp_path, official, garble_line(4, b"2\r"))  # CRLF file with a header: line 4 is the 3rd row
+    with pytest.raises(DatasetError, match="verify-checksums=false"):
+        load_dataset("lastfm-2k", data_dir=str(tmp_path))
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("lastfm-2k", data_dir=str(tmp_path), verify_checksums=False)
+    message = one_line_error(excinfo)
+    assert "user_artists.dat line 4 is broken (expected at least 2 fields" in message
+    assert message.endswith("or replace it with user_artists.dat from "
+                            "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip")
+
+
+def test_ml1m_has_no_file_checksum_so_a_local_copy_is_parsed_as_is(tmp_path, caplog):
+    (tmp_path / "ratings.dat").write_text("1::10::5::100\n2::10::3::200\n")
+    assert len(load_dataset("ml-1m", data_dir=str(tmp_path)).users) == 2
+    assert "differs" not in caplog.text
+    (tmp_path / "ratings.dat").write_text("1::10::5::100\n2::10\n")
+    with pytest.raises(DatasetError) as excinfo:
         load_dataset("ml-1m", data_dir=str(tmp_path))
+    message = one_line_error(excinfo)
+    assert "ratings.dat line 2 is broken (expected at least 4 fields separated by '::', got '2::10')" in message
+    assert message.endswith("re-download it: clear data-dir and $FEDRAS_DATA_DIR so the verified download runs, "
+                            "or replace it with ratings.dat from https://files.grouplens.org/datasets/movielens/ml-1m.zip")
 
 
-def test_corrupt_file_is_a_clear_error(tmp_path):
-    (tmp_path / "u.data").write_text("196\t242\t3\t881250949\nthis line is broken\n")
-    with pytest.raises(DatasetError, match="u.data:2: expected at least 4 fields"):
-        load_dataset("ml-100k", data_dir=str(tmp_path))
+def test_a_damaged_cached_download_says_delete_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("FEDRAS_DATA_DIR", raising=False)
+    cached = tmp_path / "ml-1m" / "ratings.dat"  # an already extracted download: no network is touched
+    cached.parent.mkdir()
+    cached.write_text("1::10::5::100\n2::10::3\n")
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("ml-1m", cache_dir=str(tmp_path))
+    assert one_line_error(excinfo).endswith(
+        f"ratings.dat line 2 is broken (expected at least 4 fields separated by '::', got '2::10::3'); the file is "
+        f"damaged (truncated or modified), delete {cached}; the next run extracts it again from the verified download"
+    )
 
 
-def test_bad_timestamp_is_a_clear_error(tmp_path):
-    (tmp_path / "u.data").write_text("196\t242\t3\tyesterday\n")
-    with pytest.raises(DatasetError, match="timestamp 'yesterday' is not a number"):
-        load_dataset("ml-100k", data_dir=str(tmp_path))
+def test_a_data_dir_that_does_not_exist_says_what_to_do(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("ml-100k", data_dir=str(missing))
+    assert one_line_error(excinfo) == (
+        f"ml-100k: data-dir '{missing}' does not exist (expected u.data in it or in its ml-100k/ subfolder); "
+        f"point data-dir (or $FEDRAS_DATA_DIR) at the folder holding the official ml-100k files, or leave both "
+        f"empty to download https://files.grouplens.org/datasets/movielens/ml-100k.zip"
+    )
+
+
+def test_a_missing_env_data_dir_is_named_as_such(tmp_path, monkeypatch):
+    monkeypatch.setenv("FEDRAS_DATA_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("lastfm-2k")
+    assert one_line_error(excinfo).startswith(f"lastfm-2k: $FEDRAS_DATA_DIR '{tmp_path / 'nowhere'}' does not exist")
+
+
+def test_a_data_dir_without_the_file_says_what_to_do(tmp_path):
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("ml-1m", data_dir=str(tmp_path))
+    message = one_line_error(excinfo)
+    assert message.startswith(f"ml-1m: data-dir '{tmp_path}' has no ratings.dat (looked in {tmp_path}/ and ")
+    assert message.endswith("or leave both empty to download https://files.grouplens.org/datasets/movielens/ml-1m.zip")
+    (tmp_path / "ratings.dat").write_text("1::10::5::100\n")
+    with pytest.raises(DatasetError, match="is a file, not a folder; point data-dir"):
+        load_dataset("ml-1m", data_dir=str(tmp_path / "ratings.dat"))
+
+
+def test_an_empty_official_file_is_named(tmp_path):
+    (tmp_path / "u.data").write_text("\n")
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("ml-100k", data_dir=str(tmp_path), verify_checksums=False)
+    assert "u.data is broken (it holds no interactions); the file is damaged" in one_line_error(excinfo)
+
+
+def test_a_broken_line_of_an_interactions_file_advises_the_format_settings(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("u1,i1,1\nu1,i2,2\nu2;i3;3\n")
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("interactions", interactions_file=str(path))
+    assert one_line_error(excinfo) == (
+        f"{path} line 3 is broken (expected at least 3 fields separated by ',', got 'u2;i3;3'); check that "
+        f"interactions-sep ('auto', detected ',') and interactions-columns ('user,item,timestamp') match the file"
+    )
+    path.write_text("u1,i1,1\nu1,i2,soon\n")
+    with pytest.raises(DatasetError, match=r"line 2 is broken \(timestamp 'soon' is not a number\); check that "
+                                           r"interactions-sep"):
+        load_dataset("interactions", interactions_file=str(path), interactions_sep=",")
+
+
+def test_an_interactions_file_that_is_not_utf8_names_its_line(tmp_path):
+    path = tmp_path / "log.tsv"
+    path.write_bytes(b"u1\ti1\r\nu2\ti2\r\nu\xe93\ti3\r\n")
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("interactions", interactions_file=str(path), interactions_columns="user,item")
+    message = one_line_error(excinfo)
+    assert message.startswith(f"interactions-file '{path}' line 3 is not UTF-8 text (")
+    assert message.endswith("; save the file as UTF-8")
+
+
+def test_an_empty_interactions_file_says_what_to_put_in_it(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,timestamp\n")
+    with pytest.raises(DatasetError, match="holds no interactions .*; add one 'user<sep>item"):
+        load_dataset("interactions", interactions_file=str(path))
 
 
 def test_interactions_file_with_header_and_any_labels(tmp_path):

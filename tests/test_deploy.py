@@ -1,5 +1,5 @@
 """Real deployment: docker-compose.yml against the local launcher, and a FedRAS run across 3 SuperNodes
-over TLS with SuperNode authentication on loopback (scripts/deploy_local.py), where a SuperNode whose key
+over TLS with SuperNode authentication on loopback (fedras_flwr/tooling/deploy_local.py), where a SuperNode whose key
 was never registered is refused."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 import yaml
 from conftest import REPO
 
+from fedras_flwr.tooling.credentials import ensure_auth_keys, ensure_ca, ensure_server_cert, make_credentials
 from fedras_flwr.tooling.deploy import (
     CA_DIR,
     COMPOSE_CREDENTIALS,
@@ -28,11 +29,10 @@ from fedras_flwr.tooling.deploy import (
     supernode_command,
     topology,
 )
+from fedras_flwr.tooling.deploy_local import LocalDeployment, free_ports, run_config
 
 sys.path.insert(0, str(REPO / "scripts"))
 from compose_gen import render  # noqa: E402
-from deploy_local import LocalDeployment, free_ports, run_config  # noqa: E402
-from make_credentials import ensure_auth_keys, ensure_ca, ensure_server_cert, make_credentials  # noqa: E402
 
 NODES = 3
 RUN = [
@@ -84,7 +84,7 @@ def test_compose_services_run_what_the_local_launcher_runs(tmp_path):
 
 
 def test_compose_mounts_every_credential_a_command_reads(tmp_path):
-    """Each /app/credentials path of a command is mounted, from a file make_credentials.py writes."""
+    """Each /app/credentials path of a command is mounted, from a file make_credentials() writes."""
     make_credentials(tmp_path / "credentials", [node.name for node in topology(NODES)])
     for name, service in compose_services().items():
         mounts = [volume.split(":")[:2] for volume in service["volumes"] if volume.startswith("./credentials/")]

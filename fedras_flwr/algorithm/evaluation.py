@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from fedras_flwr.algorithm.data.split import UserSplit
 from fedras_flwr.algorithm.models import Backbone
@@ -29,10 +28,7 @@ def rank_user(
     Sampled: against the user's 99 fixed evaluation negatives. Full: against every item that is not
     one of the user's known positives (training items and the other held-out item are excluded).
     """
-    with torch.no_grad():
-        scores = backbone.score(
-            torch.from_numpy(user_vector), torch.from_numpy(item_table), [torch.from_numpy(w) for w in dense]
-        ).numpy()
+    scores = backbone.scores(user_vector, item_table, dense)
     scores = np.where(np.isnan(scores), np.inf, scores)  # a NaN candidate counts against the held-out item
     positive_scores = scores[user.all_positives]
     num_candidates = len(scores) - len(user.all_positives)

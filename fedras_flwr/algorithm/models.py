@@ -6,14 +6,38 @@ The parameters split three ways, which is what federated recommendation needs:
 - small dense weights shared with plain FedAvg (NeuMF's MLP and output layer; none for MF).
 NeuMF's two item tables (GMF and MLP halves) are stored side by side as one M x 2d table so every
 codec sees a single matrix.
+
+MF runs on numpy alone; NeuMF needs PyTorch (the `neumf` extra), imported only when a NeuMF is built.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+
+class MissingDependencyError(ImportError):
+    """A model or trainer needs a package that is not installed."""
+
+
+def require_torch() -> Any:
+    """PyTorch, set to one thread per process: results are then bit-identical whatever process trains a
+    user, and simulated SuperNodes run side by side instead of fighting over cores."""
+    try:
+        import torch
+    except ImportError as err:
+        raise MissingDependencyError(
+            "model = \"neumf\" needs PyTorch, which is not installed: pip install 'fedras-flwr[neumf]' "
+            "(a CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+        ) from err
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    return torch
 
 
 class Backbone(ABC):
@@ -36,7 +60,11 @@ class Backbone(ABC):
 
     @abstractmethod
     def score(self, user: torch.Tensor, items: torch.Tensor, dense: list[torch.Tensor]) -> torch.Tensor:
-        """Logits of one user (user_dim,) for a batch of item rows (B x item_dim)."""
+        """Logits of one user (user_dim,) for a batch of item rows (B x item_dim), differentiable (training)."""
+
+    @abstractmethod
+    def scores(self, user: np.ndarray, items: np.ndarray, dense: list[np.ndarray]) -> np.ndarray:
+        """The same logits as float32 numpy, no gradient (evaluation scores the whole catalogue)."""
 
     def init_items(self, num_items: int, std: float, rng: np.random.Generator) -> np.ndarray:
         return (rng.standard_normal((num_items, self.item_dim)) * std).astype(np.float32)
@@ -62,6 +90,9 @@ class MF(Backbone):
     def score(self, user: torch.Tensor, items: torch.Tensor, dense: list[torch.Tensor]) -> torch.Tensor:
         return items @ user
 
+    def scores(self, user: np.ndarray, items: np.ndarray, dense: list[np.ndarray]) -> np.ndarray:
+        return items @ user
+
 
 class NeuMF(Backbone):
     """NCF's NeuMF: a GMF branch (p_g * q_g) and an MLP branch on [p_m, q_m], fused by a linear layer.
@@ -72,6 +103,7 @@ class NeuMF(Backbone):
     def __init__(self, embedding_dim: int, mlp_layers: list[int]) -> None:
         super().__init__(embedding_dim)
         self.mlp_layers = mlp_layers
+        require_torch()  # here, so that a run without PyTorch stops before round 1
 
     @property
     def user_dim(self) -> int:
@@ -94,12 +126,17 @@ class NeuMF(Backbone):
         return weights
 
     def score(self, user: torch.Tensor, items: torch.Tensor, dense: list[torch.Tensor]) -> torch.Tensor:
-        d = self.embedding_dim
+        torch, d = require_torch(), self.embedding_dim
         gmf = user[:d] * items[:, :d]
         hidden = torch.cat([user[d:].expand(items.shape[0], d), items[:, d:]], dim=1)
         for k in range(0, len(dense) - 2, 2):
             hidden = torch.relu(hidden @ dense[k] + dense[k + 1])
         return torch.cat([gmf, hidden], dim=1) @ dense[-2] + dense[-1]
+
+    def scores(self, user: np.ndarray, items: np.ndarray, dense: list[np.ndarray]) -> np.ndarray:
+        torch = require_torch()
+        with torch.no_grad():
+            return self.score(torch.from_numpy(user), torch.from_numpy(items), [torch.from_numpy(w) for w in dense]).numpy()
 
 
 def make_backbone(model: str, embedding_dim: int, mlp_layers: list[int]) -> Backbone:

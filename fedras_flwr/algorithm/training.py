@@ -8,17 +8,16 @@ gradients of order 1/B, which is why the default SGD lr is large.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from fedras_flwr.algorithm.data.split import PURPOSE_SHUFFLE, PURPOSE_TRAIN_NEG, NegativeSampler, UserSplit, user_rng
-from fedras_flwr.algorithm.models import MF, Backbone
+from fedras_flwr.algorithm.models import MF, Backbone, require_torch
 from fedras_flwr.config import RunConfig
 
-# One thread per process: results are then bit-identical whatever process trains a user, and
-# SuperNodes in simulation run side by side instead of fighting over cores.
-torch.set_num_threads(1)
+if TYPE_CHECKING:
+    import torch
 
 
 class DivergenceError(ArithmeticError):
@@ -139,6 +138,7 @@ class _TorchStepper:
         basis: np.ndarray | None = None,
     ) -> None:
         self.backbone = backbone
+        self.torch = torch = require_torch()
         self.user = torch.tensor(user, requires_grad=True)
         self.start_rows = torch.tensor(rows)
         self.basis = None if basis is None else torch.from_numpy(basis.astype(np.float32))
@@ -157,6 +157,7 @@ class _TorchStepper:
 
     def step(self, batch: _Batch, with_loss: bool = True) -> float:
         """One mini-batch; the loss is returned always (autograd computes it anyway)."""
+        torch = self.torch
         logits = self.backbone.score(self.user, self._rows(torch.from_numpy(batch.items)), self.dense)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels))
         self.optimizer.zero_grad(set_to_none=True)
@@ -167,7 +168,7 @@ class _TorchStepper:
     def result(self) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """(user vector, item-row update, dense weights); the update of CoLR's rows is A B itself, free
         of the rounding that Q0 + A B - Q0 would add."""
-        with torch.no_grad():
+        with self.torch.no_grad():
             delta = self.trained - self.start_rows if self.basis is None else self.trained @ self.basis
             return self.user.numpy().copy(), delta.numpy().copy(), [w.numpy().copy() for w in self.dense]
 

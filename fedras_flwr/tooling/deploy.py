@@ -1,7 +1,8 @@
 """Deployment adapter: ONE description of the real-deployment topology (a SuperLink with its SuperExec,
 N SuperNodes each with its SuperExec, TLS and SuperNode authentication) and the exact command of every
-component. `docker-compose.yml` (scripts/compose_gen.py) and the local launcher (scripts/deploy_local.py)
-both render these commands, for two layouts, so the two cannot drift (tests/test_deploy.py checks it).
+component. `docker-compose.yml` (scripts/compose_gen.py) and the local launcher (`fedras deploy-local`,
+deploy_local.py) both render these commands, for two layouts, so the two cannot drift (tests/test_deploy.py
+checks it).
 
 Flower 1.42 carries SuperLink <-> SuperNode traffic over HTTPS on one port; SuperNode authentication is
 CLI-managed: the SuperLink runs with `--enable-supernode-auth` and only accepts SuperNodes whose public key
@@ -25,7 +26,7 @@ from typing import Any
 
 from fedras_flwr.tooling.flwr_cli import FLOWER_ENV, flwr_cli
 
-# Credential files: one folder per component under the credentials root (scripts/make_credentials.py).
+# Credential files: one folder per component under the credentials root (credentials.py).
 CA_DIR = "ca"  # the CA's own key: stays with the operator, never mounted
 CA_CERT = "ca.crt"
 TLS_CERT = "server.crt"  # TLS of the component's HTTPS API (SuperLink: Fleet/Control/Runtime; SuperNode: Runtime)

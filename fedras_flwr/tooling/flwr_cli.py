@@ -17,12 +17,14 @@ FLOWER_ENV = {
 }
 
 
+def flwr_binary() -> str:
+    """This environment's `flwr`, even when its bin/ is not on PATH."""
+    beside = Path(sys.executable).parent / "flwr"
+    return str(beside) if beside.exists() else "flwr"
+
+
 def flwr_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-    """The Flower CLI with `args` (captured output): the venv's even when the venv is not on PATH, with the
-    venv's bin/ put first on PATH for the Flower processes it starts (`flower-superlink` of a local run, ...)."""
-    bin_dir = Path(sys.executable).parent
-    binary = "flwr"
-    if (bin_dir / "flwr").exists():
-        binary = str(bin_dir / "flwr")
-        env = {**env, "PATH": os.pathsep.join([str(bin_dir), env.get("PATH", os.defpath)])}
-    return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    """The Flower CLI with `args` (captured output), with this environment's bin/ first on PATH for the Flower
+    processes it starts (`flower-superlink` of a local run, ...)."""
+    env = {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])}
+    return subprocess.run([flwr_binary(), *args], env=env, capture_output=True, text=True, timeout=timeout)

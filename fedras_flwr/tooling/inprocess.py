@@ -11,7 +11,7 @@ from fedras_flwr.algorithm.data import load_split
 from fedras_flwr.algorithm.round_stats import RoundFailures
 from fedras_flwr.algorithm.user_round import UserWorker
 from fedras_flwr.algorithm.user_state import MemoryUserStore
-from fedras_flwr.config import RunConfig, flat_defaults
+from fedras_flwr.config import RunConfig, parse_overrides
 from fedras_flwr.tooling.node_state import node_snapshots, resume_node_once, save_node_state
 from fedras_flwr.tooling.session import ServerSession, find_resume_point
 
@@ -44,17 +44,6 @@ def run_inprocess(cfg: RunConfig) -> dict[str, Any]:
             session.end_evaluation(server_round, ranks)
     assert session.summary is not None
     return session.summary
-
-
-def parse_overrides(argv: list[str]) -> RunConfig:
-    """`key=value` pairs typed like the defaults."""
-    defaults = flat_defaults()
-    values: dict[str, Any] = {}
-    for item in argv:
-        key, _, text = item.partition("=")
-        kind = type(defaults.get(key, ""))
-        values[key] = text.lower() in {"1", "true"} if kind is bool else kind(text)
-    return RunConfig.from_flat(values)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -149,14 +150,15 @@ def build_report(paths: list[str], out: Path, target_hr: float | None = None) ->
     return f"{len(runs)} runs in {len(rows)} groups -> {out / 'results.csv'}, {out / 'results.md'}, {sum(drawn)} plots"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fedras report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", help="folders to search for run folders")
     parser.add_argument("--out", default="report")
     parser.add_argument("--target-hr", type=float, default=None, help="HR@10 for time-to-target (default: each run's)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(build_report(args.paths, Path(args.out), args.target_hr))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

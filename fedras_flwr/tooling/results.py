@@ -222,5 +222,14 @@ class RunRecorder:
             "wall-time": time.monotonic() - self.started,
         }
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        log.info("fedras-flwr: finished; results in %s", self.out_dir)
+        log.info("fedras-flwr: finished: %s", summary_line(summary))
         return summary
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The run in one line: test metrics at the last round, upload saved against dense, where the results are."""
+    final = summary.get("final") or {}
+    metrics = " ".join(f"{k.upper()} {v:.4f}" for k, v in final.items() if v is not None and not k.startswith("val-") and "-full" not in k)
+    reduction = summary.get("up-reduction-dense")
+    upload = f"upload {reduction:.2f} % below dense" if reduction is not None else "no upload"
+    return f"{metrics or 'not evaluated'} (test, last round) | {upload} | results in {summary.get('out-dir')}"

@@ -27,7 +27,10 @@ CHECKPOINTS = "checkpoints"  # server snapshots, inside the run's out-dir
 CLIENT_STATE = "client-state"  # default home of the nodes' snapshots, inside the run's out-dir
 #: keys that may differ between a checkpointed run and the run that resumes it
 RESUMABLE_CHANGES = frozenset(
-    {"num-server-rounds", "out-dir", "resume", "checkpoint-every", "round-timeout", "data-dir", "cache-dir"}
+    {
+        "num-server-rounds", "out-dir", "resume", "checkpoint-every", "round-timeout", "data-dir", "cache-dir",
+        "verify-checksums", "verbosity",
+    }
 )
 
 

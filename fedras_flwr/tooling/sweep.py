@@ -6,7 +6,8 @@ ServerApp/ClientApp code paths as the README's main command, and as a deployment
     python -m fedras_flwr.tooling.sweep --multirun codec=fedras,dense run.seed=0,1
 
 Every job writes its results to `<hydra job dir>/run/` (absolute), its resolved run-config to
-`run_config.toml` and the Flower log to `flwr.log`. A job whose Flower run does not finish as
+`run_config.toml` and the Flower log to `flwr.log`; a local job runs on a SuperLink of its own, stopped
+when the job ends. A job whose Flower run does not finish as
 `completed` raises, so Hydra reports it by its overrides and the multirun exits non-zero.
 
 The app that `flwr run` takes is the source checkout, or with a regular install (`pip install .`) a folder
@@ -15,10 +16,7 @@ generated in the job dir that declares the same app and imports the installed pa
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from fedras_flwr.config import RunConfig
 from fedras_flwr.tooling.app_dir import GENERATED, app_dir
-from fedras_flwr.tooling.flwr_cli import FLOWER_ENV, flwr_cli
+from fedras_flwr.tooling.flower_run import RunFailed, completed_summary, flower_environment, follow_log, submit
 
 log = logging.getLogger("fedras_flwr.tooling.sweep")
 _PATH_KEYS = ("data-dir", "cache-dir", "interactions-file")
-
-
-class RunFailed(RuntimeError):
-    """The Flower run of a job did not complete."""
 
 
 def resolve_run_config(run: DictConfig, job_dir: Path) -> dict[str, Any]:
@@ -54,43 +48,24 @@ def resolve_run_config(run: DictConfig, job_dir: Path) -> dict[str, Any]:
 
 
 def launch(run_config: dict[str, Any], federation: DictConfig, job_dir: Path) -> dict[str, Any]:
-    """Submit the run, wait for it, save its log, and return its summary; raise RunFailed otherwise."""
+    """Submit the run, wait for it with its log in `job_dir/flwr.log`, and return its summary; RunFailed otherwise.
+    A local simulation runs on a SuperLink of the job's own, stopped when the job ends."""
     toml_path = job_dir / "run_config.toml"
     toml_path.write_text(tomli_w.dumps(run_config))
-    env = {**os.environ, **{k: os.environ.get(k, v) for k, v in FLOWER_ENV.items()}}
-    command = ["run", str(app_dir(job_dir / GENERATED))]
-    if federation.connection:
-        command.append(str(federation.connection))
-    command += ["--run-config", str(toml_path), "--format", "json"]
-    if not federation.connection:
-        command += [
-            "--federation-config",
-            f"num-supernodes={federation['num-supernodes']} "
-            f"client-resources-num-cpus={federation['client-resources-num-cpus']}",
-        ]
-    submitted = flwr_cli(command, env, timeout=300)
-    try:
-        run_id = str(json.loads(submitted.stdout)["run-id"])
-    except (ValueError, KeyError) as err:
-        raise RunFailed(f"flwr run did not start: {submitted.stdout[-2000:]} {submitted.stderr[-2000:]}") from err
-    log.info("submitted Flower run %s; results in %s", run_id, job_dir / "run")
-    deadline = time.monotonic() + float(federation["timeout-seconds"])
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        listing = flwr_cli(["list", "--run-id", run_id, "--format", "json"], env, timeout=120)
-        runs = json.loads(listing.stdout).get("runs", []) if listing.stdout.strip().startswith("{") else []
-        status = runs[0] if runs else {}
-        if str(status.get("status", "")).startswith("finished"):
-            break
-        time.sleep(5)  # each `flwr list` costs ~1.5 s of CPU, which a 2-core machine's run needs more
-    (job_dir / "flwr.log").write_text(flwr_cli(["log", run_id, "--show"], env, timeout=300).stdout)
-    summary_file = Path(run_config["out-dir"]) / "summary.json"
-    if status.get("status") != "finished:completed" or not summary_file.is_file():
-        raise RunFailed(
-            f"Flower run {run_id} ended as {status.get('status', 'unknown (timed out)')}: "
-            f"{status.get('status-details', '')}; see {job_dir / 'flwr.log'}"
-        )
-    return json.loads(summary_file.read_text())
+    connection = str(federation.connection or "")
+    local = None if connection else job_dir / "flower-home"
+    federation_config = "" if connection else (
+        f"num-supernodes={federation['num-supernodes']} client-resources-num-cpus={federation['client-resources-num-cpus']}"
+    )
+    with flower_environment(local) as env:
+        run_id = submit(app_dir(job_dir / GENERATED), toml_path, connection, federation_config, env)
+        log.info("submitted Flower run %s; results in %s", run_id, job_dir / "run")
+        with (job_dir / "flwr.log").open("w") as flwr_log:
+            follow_log(run_id, connection, env, flwr_log, quiet=False, timeout=float(federation["timeout-seconds"]))
+        try:
+            return completed_summary(run_id, connection, env, Path(run_config["out-dir"]))
+        except RunFailed as err:
+            raise RunFailed(f"{err}; see {job_dir / 'flwr.log'}") from None
 
 
 class ReportOnMultirunEnd(Callback):

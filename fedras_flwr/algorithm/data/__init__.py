@@ -11,8 +11,9 @@ from fedras_flwr.algorithm.data.split import NegativeSampler, SplitDataset, User
 from fedras_flwr.config import RunConfig
 
 _DATA_KEYS = (
-    "dataset", "split_seed", "data_dir", "cache_dir", "interactions_file", "interactions_sep", "interactions_columns",
-    "synthetic_users", "synthetic_items", "synthetic_mean_interactions", "num_eval_negatives", "min_user_interactions",
+    "dataset", "split_seed", "data_dir", "cache_dir", "verify_checksums", "interactions_file", "interactions_sep",
+    "interactions_columns", "synthetic_users", "synthetic_items", "synthetic_mean_interactions", "num_eval_negatives",
+    "min_user_interactions",
 )
 
 
@@ -32,6 +33,7 @@ def _cached_split(cfg: RunConfig) -> SplitDataset:
         seed=cfg.split_seed,
         data_dir=cfg.data_dir,
         cache_dir=cfg.cache_dir,
+        verify_checksums=cfg.verify_checksums,
         interactions_file=cfg.interactions_file,
         interactions_sep=cfg.interactions_sep,
         interactions_columns=cfg.interactions_columns,

@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from fedras_flwr.algorithm.data.download import resolve_dataset_file
+from fedras_flwr.algorithm.data.download import redownload_advice, resolve_dataset_file
 from fedras_flwr.algorithm.data.interactions import DatasetError, Interactions
 from fedras_flwr.algorithm.data.readers import (
+    MalformedFile,
     load_interactions_file,
     load_lastfm_2k,
     load_movielens_1m,
@@ -30,6 +31,7 @@ def load_dataset(
     seed: int = 0,
     data_dir: str = "",
     cache_dir: str = "",
+    verify_checksums: bool = True,
     interactions_file: str = "",
     interactions_sep: str = "auto",
     interactions_columns: str = "user,item,timestamp",
@@ -37,16 +39,24 @@ def load_dataset(
     synthetic_items: int = 1000,
     synthetic_mean_interactions: int = 60,
 ) -> Interactions:
-    """Load any supported dataset by name."""
+    """Load any supported dataset by name.
+
+    An official dataset's local copy must match the official file unless `verify_checksums` is False
+    (`download.resolve_dataset_file`). A line of an official file that does not parse means the file is
+    damaged, so the error names the file and line and says to re-download it; the interactions-* settings
+    apply only to `interactions`, whose reader gives its own advice.
+    """
     if name == "synthetic":
         return cached_synthetic(synthetic_users, synthetic_items, synthetic_mean_interactions, seed, cache_dir)
     if name == "interactions":
         return load_interactions_file(interactions_file, interactions_sep, interactions_columns)
     if name not in _OFFICIAL:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {DATASETS}")
-    path = resolve_dataset_file(name, data_dir, cache_dir)
+    path = resolve_dataset_file(name, data_dir, cache_dir, verify_checksums)
     try:
         return _OFFICIAL[name](path)
-    except (UnicodeDecodeError, IndexError) as err:
-        raise DatasetError(f"{name}: cannot parse {path} ({err}); the file is corrupt, replace it") from err
-
+    except MalformedFile as err:
+        raise DatasetError(
+            f"{name}: {err.where} is broken ({err.problem}); the file is damaged (truncated or modified), "
+            f"{redownload_advice(name, path, cache_dir)}"
+        ) from err

@@ -62,15 +62,44 @@ def cache_root(cache_dir: str) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedras_flwr"
 
 
-def resolve_dataset_file(name: str, data_dir: str, cache_dir: str) -> Path:
-    """The file to parse for an official dataset: a local copy if given, else the verified download."""
+def resolve_dataset_file(name: str, data_dir: str, cache_dir: str, verify_checksums: bool = True) -> Path:
+    """The file to parse for an official dataset: a local copy if given, else the verified download.
+
+    A local copy whose sha256 differs from the official file's (`SOURCES[name].file_sha256`) is a
+    DatasetError: a truncated or edited copy would otherwise give quietly different numbers. With
+    `verify_checksums=False` (run-config `verify-checksums = false`, for a deliberately modified copy) it is
+    only a warning. A dataset with no file checksum (`file_sha256` None: ml-1m) cannot be checked, so its
+    local copy is used as is: GroupLens publishes checksums of the zip archives only (those guard the
+    download), and no checksum of the extracted ratings.dat is recorded here. A damaged copy then shows up as
+    a parse error naming its line, or not at all if the damage still parses.
+    """
     local = _locate_local(name, data_dir)
     if local is None:
         return _download_verified(name, cache_dir)
     expected = SOURCES[name].file_sha256
     if expected is not None and _file_digest(local, "sha256") != expected:
-        log.warning("%s: %s differs from the official file (sha256 mismatch); using it as is", name, local)
+        if verify_checksums:
+            raise DatasetError(
+                f"{name}: {local} differs from the official release (sha256 mismatch: truncated or modified); "
+                f"{redownload_advice(name, local, cache_dir)}; if you changed it on purpose, "
+                f"set verify-checksums=false"
+            )
+        log.warning(
+            "%s: %s differs from the official file (sha256 mismatch); using it as is (verify-checksums=false)",
+            name, local,
+        )
     return local
+
+
+def redownload_advice(name: str, path: Path, cache_dir: str) -> str:
+    """What to do about a damaged or modified copy of an official file: the end of a one-line message."""
+    filename = Path(SOURCES[name].member).name
+    if path == cache_root(cache_dir) / name / filename:
+        return f"delete {path}; the next run extracts it again from the verified download"
+    return (
+        f"re-download it: clear data-dir and ${DATA_DIR_ENV} so the verified download runs, "
+        f"or replace it with {filename} from {SOURCES[name].url}"
+    )
 
 
 def _file_digest(path: Path, algorithm: str) -> str:
@@ -82,18 +111,31 @@ def _file_digest(path: Path, algorithm: str) -> str:
 
 
 def _locate_local(name: str, data_dir: str) -> Path | None:
-    """A user copy: `data_dir/<file>` or `data_dir/<dataset>/<file>`; data_dir falls back to $FEDRAS_DATA_DIR."""
-    base = data_dir or os.environ.get(DATA_DIR_ENV, "")
+    """A user copy: `data_dir/<file>` or `data_dir/<dataset>/<file>`; data_dir falls back to $FEDRAS_DATA_DIR.
+
+    A folder that does not exist or lacks the file is an error, not a silent download: the user asked for
+    their copy.
+    """
+    origin, base = ("data-dir", data_dir) if data_dir else (f"${DATA_DIR_ENV}", os.environ.get(DATA_DIR_ENV, ""))
     if not base:
         return None
     filename = Path(SOURCES[name].member).name
-    for candidate in (Path(base) / filename, Path(base) / name / filename):
+    folder = Path(base).expanduser()
+    fix = (
+        f"point data-dir (or ${DATA_DIR_ENV}) at the folder holding the official {name} files, "
+        f"or leave both empty to download {SOURCES[name].url}"
+    )
+    if not folder.exists():
+        raise DatasetError(
+            f"{name}: {origin} {base!r} does not exist (expected {filename} in it or in its {name}/ subfolder); {fix}"
+        )
+    if not folder.is_dir():
+        raise DatasetError(f"{name}: {origin} {base!r} is a file, not a folder; {fix}")
+    for candidate in (folder / filename, folder / name / filename):
         if candidate.is_file():
             return candidate
     raise DatasetError(
-        f"{name}: data-dir {base!r} has no {filename} (looked in {base}/ and {base}/{name}/). "
-        f"Point data-dir (or ${DATA_DIR_ENV}) at the folder holding the official {name} files, "
-        f"or leave it empty to download {SOURCES[name].url}."
+        f"{name}: {origin} {base!r} has no {filename} (looked in {folder}/ and {folder / name}/); {fix}"
     )
 
 

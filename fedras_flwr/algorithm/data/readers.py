@@ -1,7 +1,9 @@
 """Parsers for the official file formats and for a user's interactions CSV/TSV.
 
 User and item labels are read as strings, so any id scheme works; each reader hands them to `_index`
-for contiguous 0-based ids.
+for contiguous 0-based ids. A line that does not parse raises `MalformedFile` (file, 1-based line, what is
+wrong); the caller says what to do: re-download an official file (`datasets.load_dataset`), fix the
+format settings of a user's file (`load_interactions_file`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from fedras_flwr.algorithm.data.interactions import DatasetError, Interactions, _index
+
+
+class MalformedFile(DatasetError):
+    """A table that does not parse: `path`, the 1-based `line` (None when the file as a whole is wrong, e.g.
+    it holds no rows) and the `problem`. Its own message has no advice; the callers add it."""
+
+    def __init__(self, path: Path, line: int | None, problem: str) -> None:
+        self.path, self.line, self.problem = path, line, problem
+        self.where = f"{path} line {line}" if line is not None else str(path)
+        super().__init__(f"{self.where}: {problem}")
 
 
 def load_movielens_100k(path: Path) -> Interactions:
@@ -47,11 +59,29 @@ def load_interactions_file(path: str, sep: str, columns: str) -> Interactions:
         first = handle.readline()
     separator = _detect_separator(first) if sep == "auto" else sep.replace("\\t", "\t")
     fields = first.strip().split(separator) if separator else first.split()
+    user_field = names.index("user")
     header = any(_not_a_number(fields[i]) for i, n in enumerate(names) if n == "timestamp" and i < len(fields)) or (
-        fields and fields[names.index("user")].strip().lower() in {"user", "user_id", "userid", "uid"}
+        user_field < len(fields) and fields[user_field].strip().lower() in {"user", "user_id", "userid", "uid"}
     )
     positions = {n: i for i, n in enumerate(names) if n != "_"}
-    users, items, times = _read_table(file, separator, positions, skip_header=header, encoding="utf-8")
+    try:
+        users, items, times = _read_table(file, separator, positions, skip_header=header, encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = _first_undecodable_line(file, "utf-8")
+        raise DatasetError(
+            f"interactions-file {path!r} line {line} is not UTF-8 text ({err.reason}); save the file as UTF-8"
+        ) from err
+    except MalformedFile as err:
+        if err.line is None:
+            raise DatasetError(
+                f"interactions-file {path!r} holds no interactions ({err.problem}); add one "
+                f"'user<sep>item[<sep>timestamp]' row per interaction"
+            ) from err
+        used = f"{sep!r}" if sep != "auto" else f"'auto', detected {separator or 'whitespace'!r}"
+        raise DatasetError(
+            f"{err.where} is broken ({err.problem}); check that interactions-sep ({used}) and "
+            f"interactions-columns ({columns!r}) match the file"
+        ) from err
     return _index(file.stem, users, items, times)
 
 
@@ -70,9 +100,9 @@ def _read_table(
                 continue
             parts = line.split(sep) if sep else line.split()
             if len(parts) <= need:
-                raise DatasetError(
-                    f"{path}:{line_no}: expected at least {need + 1} fields separated by {sep or 'whitespace'!r}, "
-                    f"got {line!r}. Check the file format (interactions-sep / interactions-columns)."
+                raise MalformedFile(
+                    path, line_no, f"expected at least {need + 1} fields separated by {sep or 'whitespace'!r}, "
+                    f"got {_shorten(line)!r}"
                 )
             users.append(parts[columns["user"]].strip())
             items.append(parts[columns["item"]].strip())
@@ -80,11 +110,32 @@ def _read_table(
                 try:
                     times.append(float(parts[columns["timestamp"]]))
                 except ValueError as err:
-                    raise DatasetError(f"{path}:{line_no}: timestamp {parts[columns['timestamp']]!r} is not a number") from err
+                    stamp = _shorten(parts[columns["timestamp"]].strip())
+                    raise MalformedFile(path, line_no, f"timestamp {stamp!r} is not a number") from err
     if not users:
-        raise DatasetError(f"{path} holds no interactions")
+        raise MalformedFile(path, None, "it holds no interactions")
     timestamps = np.asarray(times, dtype=np.float64) if "timestamp" in columns else None
     return np.asarray(users), np.asarray(items), timestamps
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """A line quoted in an error message, cut so the message stays one readable line."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _first_undecodable_line(path: Path, encoding: str) -> int:
+    """The 1-based line a decode failed on: re-scanned only after the fast read failed, so it costs nothing
+    on a good file."""
+    line_no = 0
+    with open(path, "rb") as handle:
+        for raw in handle:  # split at b"\n" only; splitlines() also counts lone b"\r", as the text read did
+            for piece in raw.splitlines() or [raw]:
+                line_no += 1
+                try:
+                    piece.decode(encoding)
+                except UnicodeDecodeError:
+                    return line_no
+    return line_no  # not reached for a file that failed to decode
 
 
 def _detect_separator(line: str) -> str | None:

@@ -1,8 +1,9 @@
 """TLS certificates and SuperNode authentication keys for a deployment (Python `cryptography`, no openssl).
 
-    python scripts/make_credentials.py --nodes 3 [--out credentials] [--san server.example.org --san 10.0.0.5]
+    python -m fedras_flwr.tooling.credentials --nodes 3 [--out credentials] [--san server.example.org --san 10.0.0.5]
 
-writes one folder per component (the layout fedras_flwr/tooling/deploy.py mounts and passes to Flower):
+writes one folder per component (the layout fedras_flwr/tooling/deploy.py mounts and passes to Flower;
+`fedras deploy-local` calls make_credentials() itself):
 
     ca/ca.crt, ca/ca.key            the CA; its key stays with the operator
     superlink/                      ca.crt, server.crt, server.key (SAN: superlink, localhost, 127.0.0.1, --san)
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import ipaddress
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -147,15 +149,18 @@ def make_credentials(out: Path, node_names: list[str], extra_sans: Sequence[str]
             authorized.write_bytes(ensure_auth_keys(out / name))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, *, prog: str = "python -m fedras_flwr.tooling.credentials") -> int:
+    """The command line (argv without the command words; None: sys.argv[1:]); `prog` names the command in
+    the help (a CLI subcommand passes its own); the exit status."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=3, help="SuperNodes supernode-1..N (default 3)")
     parser.add_argument("--out", type=Path, default=Path("credentials"), help="output folder (default ./credentials)")
     parser.add_argument("--san", action="append", default=[], help="extra SuperLink host name or IP (repeatable)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     make_credentials(args.out, [node.name for node in topology(args.nodes)], args.san)
     print(f"credentials in {args.out.resolve()}; containers run as uid 49999: `sudo chown -R 49999:49999 {args.out}`")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

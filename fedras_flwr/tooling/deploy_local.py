@@ -2,11 +2,12 @@
 (`--isolation process`, TLS, SuperNode authentication) with its ServerApp SuperExec, N SuperNodes each with
 its ClientApp SuperExec; the nodes' keys are registered, then the app runs with `flwr run . fedras-deploy`.
 
-    python scripts/deploy_local.py --nodes 3 --run-config "num-server-rounds=2 codec='fedras'"
+    fedras deploy-local --nodes 3 --run-config "num-server-rounds=2 codec='fedras'"
 
 Everything goes under --work-dir (default: a new temp folder): credentials/, state/, logs/<component>.log,
 the Flower CLI config (flwr-home/config.toml), run_config.toml, flwr.log (the run's log) and the results
-in run/ (unless `out-dir` is given). The commands come from fedras_flwr/tooling/deploy.py, like docker-compose.yml's.
+in run/ (unless `out-dir` is given). The commands come from fedras_flwr/tooling/deploy.py, like docker-compose.yml's;
+the credentials from fedras_flwr/tooling/credentials.py.
 Only the processes started here are stopped (by process group), also on error or Ctrl-C. Exit status 0
 only when the Flower run ends `finished:completed` with a summary.json.
 """
@@ -27,10 +28,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from make_credentials import make_credentials  # the sibling script (scripts/ is on sys.path)
 from omegaconf import OmegaConf
 
-from fedras_flwr.config import ConfigError
+from fedras_flwr.config import ConfigError, parse_overrides
+from fedras_flwr.tooling.credentials import make_credentials
 from fedras_flwr.tooling.deploy import (
     CA_CERT,
     CONNECTION,
@@ -42,14 +43,14 @@ from fedras_flwr.tooling.deploy import (
     topology,
     write_connection,
 )
+from fedras_flwr.tooling.flower_run import RunFailed
 from fedras_flwr.tooling.flwr_cli import FLOWER_ENV
-from fedras_flwr.tooling.inprocess import parse_overrides
-from fedras_flwr.tooling.sweep import RunFailed, launch
+from fedras_flwr.tooling.sweep import launch
 
 BIN = Path(sys.executable).parent  # this venv: the Flower binaries and, on PATH, flwr-serverapp/flwr-clientapp
 PATH_KEYS = ("out-dir", "data-dir", "cache-dir", "interactions-file")  # Flower's processes have another cwd
 STOP_GRACE_SECONDS = 10.0
-log = logging.getLogger("fedras_flwr.deploy_local")
+log = logging.getLogger("fedras_flwr.tooling.deploy_local")
 
 
 def run_config(overrides: list[str]) -> dict[str, Any]:
@@ -179,19 +180,30 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    """`fedras deploy-local [options]` (argv without the command words; None: sys.argv[1:]); the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="fedras deploy-local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--nodes", type=int, default=3, help="number of SuperNodes (default 3)")
     parser.add_argument("--work-dir", type=Path, help="folder for everything (default: a new temp folder)")
     parser.add_argument("--run-config", action="append", default=[], help='"key=value ..." overrides (repeatable)')
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the run may take (default 1800)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup on `kill` too, as on Ctrl-C
     try:
         cfg = run_config([token for text in args.run_config for token in shlex.split(text)])
     except ConfigError as err:
         parser.error(str(err))
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup on `kill` too, as on Ctrl-C
+    try:
+        return _deploy(args, cfg)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _deploy(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
+    """Start the deployment, run the app on it, stop it; the exit status."""
     work_dir = args.work_dir.resolve() if args.work_dir else Path(tempfile.mkdtemp(prefix="fedras-deploy-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     with LocalDeployment(work_dir, args.nodes) as deployment:

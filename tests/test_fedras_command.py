@@ -1,0 +1,58 @@
+"""The `fedras` command: a bad key, value or dataset fails in seconds with one line and exit code 2; a good
+run streams its progress, prints the final metrics and leaves no process behind. The ServerApp refuses
+the same bad input before round 1."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from flwr.common import Context, RecordDict
+
+from fedras_flwr.config import RunConfig
+from fedras_flwr.flower.server_app import RunNotStarted, make_server_app
+from fedras_flwr.tooling.flower_run import processes_naming
+
+FLOWER_VARIABLES = ("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "FLWR_TELEMETRY_ENABLED", "FLWR_DISABLE_UPDATE_CHECK")
+
+
+def fedras(*args: str, cwd: Path, timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
+    """`fedras ...` as a newcomer runs it: none of Flower's variables set."""
+    env = {k: v for k, v in os.environ.items() if k not in FLOWER_VARIABLES}
+    begin = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "fedras_flwr.tooling.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    return done, time.monotonic() - begin
+
+
+@pytest.mark.parametrize("args, message", [
+    (["num-server-round=3"], "fedras: unknown run-config key 'num-server-round': did you mean 'num-server-rounds'?"),
+    (["num-server-rounds=three"], "fedras: run-config key 'num-server-rounds' must be int, got 'three'"),
+    (["dataset=ml-100k", "data-dir=/nonexistent"], "fedras: ml-100k: data-dir '/nonexistent' does not exist"),
+])
+def test_bad_input_fails_fast_in_one_line_with_exit_code_2(args, message, tmp_path):
+    done, seconds = fedras("run", *args, cwd=tmp_path)
+    assert done.returncode == 2 and seconds < 10
+    assert done.stderr.startswith(message) and done.stderr.count("\n") == 1 and done.stdout == ""
+
+
+def test_a_run_prints_its_final_metrics_and_stops_what_it_started(tmp_path):
+    done, _ = fedras("run", "num-server-rounds=2", "eval-every=1", "synthetic-users=40", "synthetic-items=150",
+                     "synthetic-mean-interactions=15", "clients-per-round=10", "out-dir=run", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("fedras: finished: HR@10 ") and f"results in {tmp_path / 'run'}" in last
+    assert "round 2/2" in done.stdout and "History" not in done.stdout  # quiet: no Flower history dump
+    assert (tmp_path / "run" / "summary.json").is_file()
+    assert processes_naming(str(tmp_path / "run" / "flower-home")) == []
+
+
+def test_the_server_app_refuses_bad_data_before_round_1(tmp_path):
+    cfg = RunConfig(dataset="ml-100k", data_dir=str(tmp_path / "missing"), out_dir=str(tmp_path / "out"))
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    with pytest.raises(RunNotStarted) as refused:
+        make_server_app(cfg)._server_fn(context)
+    assert "does not exist" in str(refused.value) and "\n" not in str(refused.value)
+    assert refused.value.__cause__ is None  # one line, no chained traceback
