@@ -281,8 +281,8 @@ def parse_int_list(text: str, key: str) -> list[int]:
 
 
 #: Local-training defaults per model (optimizer, lr), used when `optimizer = "auto"` / `lr = 0`. MF's
-#: plain SGD needs a large lr because the loss is a batch mean; NeuMF's MLP diverges at that lr (loss 899
-#: in round 2 on ML-100K) and learns with Adam (README "How it works").
+#: plain SGD needs a large lr because the loss is a batch mean; NeuMF's MLP learns with Adam at a small one
+#: (docs/results.md, "NeuMF's default optimizer").
 MODEL_DEFAULTS: dict[str, tuple[str, float]] = {"mf": ("sgd", 4.0), "neumf": ("adam", 0.02)}
 
 _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
