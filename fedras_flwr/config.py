@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Mapping
 
 from fedras_flwr.codecs import CodecParams, available_codecs, codec_class, key_of, parameter_keys
@@ -237,6 +238,15 @@ def _unknown_key(key: str) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f"did you mean {close[0]!r}?" if close else "see the configuration table in the README"
     return f"unknown run-config key {key!r}: {hint}"
+
+
+#: the keys that hold paths: made absolute before a run config leaves this process (Flower's run elsewhere)
+PATH_KEYS = ("data-dir", "cache-dir", "interactions-file", "resume", "out-dir")
+
+
+def absolute_paths(flat: Mapping[str, Any], base: str | Path = ".") -> dict[str, Any]:
+    """`flat` with every non-empty path key made absolute, relative ones taken from `base`."""
+    return {k: str((Path(base) / Path(str(v)).expanduser()).resolve()) if k in PATH_KEYS and v else v for k, v in flat.items()}
 
 
 def flat_defaults() -> dict[str, Any]:

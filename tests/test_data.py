@@ -333,3 +333,13 @@ def test_run_seeds_share_the_split_and_split_seed_changes_it():
     assert all(np.array_equal(a.eval_negatives, b.eval_negatives) for a, b in zip(first.users, other_seed.users))
     other_split = load_split(base.replace(split_seed=7))
     assert [u.test_item for u in first.users] != [u.test_item for u in other_split.users]
+
+
+def test_a_truncated_cached_download_is_refused_too(ml100k_dir, tmp_path, monkeypatch):
+    """The extracted file in the download cache is held to the official checksum like a local copy."""
+    monkeypatch.delenv("FEDRAS_DATA_DIR", raising=False)
+    cached = tmp_path / "ml-100k" / "u.data"
+    cached.parent.mkdir()
+    cached.write_text("".join((ml100k_dir / "u.data").read_text().splitlines(keepends=True)[:50_000]))
+    with pytest.raises(DatasetError, match=f"differs from the official release .*delete {cached}"):
+        load_dataset("ml-100k", cache_dir=str(tmp_path))

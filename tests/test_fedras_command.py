@@ -13,7 +13,7 @@ from flwr.common import Context, RecordDict
 
 from fedras_flwr.config import RunConfig
 from fedras_flwr.flower.server_app import RunNotStarted, make_server_app
-from fedras_flwr.tooling.flower_run import processes_naming
+from fedras_flwr.tooling.flower_run import process_table
 
 FLOWER_VARIABLES = ("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "FLWR_TELEMETRY_ENABLED", "FLWR_DISABLE_UPDATE_CHECK")
 
@@ -38,7 +38,15 @@ def test_bad_input_fails_fast_in_one_line_with_exit_code_2(args, message, tmp_pa
     assert done.stderr.startswith(message) and done.stderr.count("\n") == 1 and done.stdout == ""
 
 
+FLOWER_PROCESSES = ("flower-superlink", "flower-superexec", "flwr-simulation", "raylet", "gcs_server", "ray::")
+
+
+def flower_processes() -> set[int]:
+    return {pid for pid, (_, command) in process_table().items() if any(name in command for name in FLOWER_PROCESSES)}
+
+
 def test_a_run_prints_its_final_metrics_and_stops_what_it_started(tmp_path):
+    before = flower_processes()
     done, _ = fedras("run", "num-server-rounds=2", "eval-every=1", "synthetic-users=40", "synthetic-items=150",
                      "synthetic-mean-interactions=15", "clients-per-round=10", "out-dir=run", cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -46,7 +54,7 @@ def test_a_run_prints_its_final_metrics_and_stops_what_it_started(tmp_path):
     assert last.startswith("fedras: finished: HR@10 ") and f"results in {tmp_path / 'run'}" in last
     assert "round 2/2" in done.stdout and "History" not in done.stdout  # quiet: no Flower history dump
     assert (tmp_path / "run" / "summary.json").is_file()
-    assert processes_naming(str(tmp_path / "run" / "flower-home")) == []
+    assert flower_processes() - before == set()  # SuperLink, SuperExec, simulation and Ray: all stopped
 
 
 def test_the_server_app_refuses_bad_data_before_round_1(tmp_path):
@@ -55,4 +63,24 @@ def test_the_server_app_refuses_bad_data_before_round_1(tmp_path):
     with pytest.raises(RunNotStarted) as refused:
         make_server_app(cfg)._server_fn(context)
     assert "does not exist" in str(refused.value) and "\n" not in str(refused.value)
-    assert refused.value.__cause__ is None  # one line, no chained traceback
+    assert refused.value.__suppress_context__  # the DatasetError's own traceback is not chained to it
+
+
+def test_a_run_past_its_timeout_is_stopped_whole(tmp_path):
+    """Past --timeout the run fails (exit 1) and its ServerApp does not go on training behind our back."""
+    before = flower_processes()
+    done, _ = fedras("run", "--timeout", "15", "num-server-rounds=5000", "eval-every=5000", "synthetic-users=40",
+                     "synthetic-items=150", "synthetic-mean-interactions=15", "clients-per-round=10", "out-dir=run",
+                     cwd=tmp_path)
+    assert done.returncode == 1 and "took longer than 15 s" in done.stderr
+    assert flower_processes() - before == set()
+    rounds = tmp_path / "run" / "rounds.jsonl"
+    written = rounds.read_text() if rounds.exists() else ""
+    time.sleep(3)
+    assert (rounds.read_text() if rounds.exists() else "") == written
+
+
+def test_fedras_sweep_composes_its_hydra_config(tmp_path):
+    done, _ = fedras("sweep", "--cfg", "job", "codec=dense", "run.num-server-rounds=3", cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "codec: dense" in done.stdout and "num-server-rounds: 3" in done.stdout

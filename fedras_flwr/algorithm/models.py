@@ -32,8 +32,9 @@ def require_torch() -> Any:
         import torch
     except ImportError as err:
         raise MissingDependencyError(
-            "model = \"neumf\" needs PyTorch, which is not installed: pip install 'fedras-flwr[neumf]' "
-            "(a CPU build: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+            "model = \"neumf\" needs PyTorch, which is not installed: on a machine without a GPU first "
+            "pip install torch --index-url https://download.pytorch.org/whl/cpu, then pip install -e '.[neumf]' "
+            "in the checkout (or pip install 'fedras-flwr[neumf]')"
         ) from err
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)

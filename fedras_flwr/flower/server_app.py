@@ -27,7 +27,7 @@ def make_server_app(cfg: RunConfig | None = None) -> ServerApp:
         try:
             run_cfg = cfg or RunConfig.from_flat(context.run_config)
             configure_console(run_cfg)
-            resume = preflight(run_cfg).resume
+            resume = preflight(run_cfg)
         except RunRefused as err:
             log.error("fedras-flwr: the run cannot start: %s", err)
             raise RunNotStarted(str(err)) from None

@@ -8,79 +8,110 @@
 
 `fedras run` fails in seconds with one line and exit code 2 on a bad key, value or dataset; otherwise it
 starts a local SuperLink of its own (its own ports, Flower home and log inside the results folder, no
-runtime dependency installation), streams the run's progress lines, stops that SuperLink and everything
-it started, checks the run's final status and prints the final metrics. Exit 0 only when the run
-completed with its summary.
+runtime dependency installation), streams the run's progress lines, stops that SuperLink and every process
+below it (also on failure, Ctrl-C or `kill`), checks the run's final status and prints the final metrics.
+Exit 0 only when the run completed with its summary; 1 when it failed; 130 when interrupted. With
+`--federation` the config is checked here and the data by the ServerApp, on its own machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import runpy
+import signal
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import tomli_w
 
-from fedras_flwr.config import RunConfig, parse_overrides
+from fedras_flwr.config import RunConfig, absolute_paths, parse_overrides
 from fedras_flwr.tooling.app_dir import GENERATED, app_dir
-from fedras_flwr.tooling.flower_run import RunFailed, completed_summary, flower_environment, follow_log, submit
+from fedras_flwr.tooling.flower_run import RunFailed, run_to_completion
 from fedras_flwr.tooling.preflight import RunRefused, preflight
-from fedras_flwr.tooling.results import summary_line
+from fedras_flwr.tooling.results import resolve_out_dir, summary_line
+from fedras_flwr.tooling.session import find_resume_point
 
 USAGE_ERROR = 2  # a bad key, value, file or dataset: nothing was started
 RUN_FAILED = 1
-#: keys holding paths: Flower's processes run in another folder, so they get absolute paths
-PATH_KEYS = ("data-dir", "cache-dir", "interactions-file", "resume", "out-dir")
+INTERRUPTED = 130
 
 
 def resolved(cfg: RunConfig) -> RunConfig:
-    """`cfg` with absolute paths and a results folder of its own (default outputs/<timestamp>)."""
-    flat = cfg.to_flat()
+    """`cfg` with absolute paths (Flower's processes run elsewhere) and its results folder: `out-dir`, else the
+    folder of the run it resumes, else a new outputs/<timestamp>."""
+    flat = absolute_paths(cfg.to_flat())
     if not flat["out-dir"]:
-        flat["out-dir"] = f"outputs/{datetime.now():%Y%m%d-%H%M%S}"
-    return RunConfig.from_flat({k: str(Path(v).expanduser().resolve()) if k in PATH_KEYS and v else v for k, v in flat.items()})
+        resume = find_resume_point(cfg)
+        flat["out-dir"] = str(resume.run_dir if resume else resolve_out_dir(""))
+    return RunConfig.from_flat(flat)
 
 
 def run_on_flower(cfg: RunConfig, federation: str, supernodes: int, timeout: float) -> dict[str, Any]:
-    """Submit the run, stream its log here, and return its summary once it completed (RunFailed otherwise)."""
+    """Submit the run, stream its log here, and return its summary once it completed (RunFailed otherwise). On a
+    named federation the results stay on the ServerApp's machine: Flower's final status is returned instead."""
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / "run_config.toml"
     config_file.write_text(tomli_w.dumps(cfg.to_flat()))
-    with flower_environment(None if federation else out_dir / "flower-home") as env:
-        federation_config = "" if federation else f"num-supernodes={supernodes} client-resources-num-cpus=1"
-        run_id = submit(app_dir(out_dir / GENERATED), config_file, federation, federation_config, env)
-        print(f"fedras: Flower run {run_id} started; results in {out_dir}", flush=True)
-        follow_log(run_id, federation, env, sys.stdout, cfg.verbosity == "quiet", timeout)
-        return completed_summary(run_id, federation, env, out_dir)
+    return run_to_completion(
+        app_dir(out_dir / GENERATED), config_file, federation,
+        "" if federation else f"num-supernodes={supernodes} client-resources-num-cpus=1",
+        None if federation else out_dir / "flower-home", _WithoutFinalLine(sys.stdout), cfg.verbosity == "quiet",
+        timeout, None if federation else out_dir,
+        on_start=lambda run_id: print(f"fedras: Flower run {run_id} started; results in {out_dir}", flush=True),
+    )
+
+
+class _WithoutFinalLine:
+    """The console, without the ServerApp's own final line: `fedras run` prints the same one itself."""
+
+    def __init__(self, sink: TextIO) -> None:
+        self.sink = sink
+
+    def write(self, line: str) -> None:
+        if "fedras-flwr: finished:" not in line:
+            self.sink.write(line)
+
+    def flush(self) -> None:
+        self.sink.flush()
 
 
 def command_run(args: argparse.Namespace) -> int:
     try:
         cfg = resolved(parse_overrides(args.overrides))
-        preflight(cfg)
+        if not args.federation:  # a named federation's data and packages are on its own machines
+            preflight(cfg)
     except RunRefused as err:
         print(f"fedras: {err}", file=sys.stderr)
         return USAGE_ERROR
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the run's processes too, like Ctrl-C
     try:
         summary = run_on_flower(cfg, args.federation, args.supernodes, args.timeout)
     except (RunFailed, subprocess.TimeoutExpired, OSError) as err:
         print(f"fedras: {err}", file=sys.stderr)
         return RUN_FAILED
-    print(f"fedras: finished: {summary_line(summary)}")
+    except KeyboardInterrupt:
+        print("fedras: interrupted; the run's processes were stopped", file=sys.stderr)
+        return INTERRUPTED
+    if args.federation:
+        print(f"fedras: finished: Flower run {summary.get('run-id', '')} completed; results in {cfg.out_dir} on the ServerApp's machine")
+    else:
+        print(f"fedras: finished: {summary_line(summary)}")
     return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _pass_through(command: str, argv: list[str]) -> int:
     """The commands whose options belong to another tool's own parser."""
     if command == "sweep":
-        from fedras_flwr.tooling import sweep
-
-        sys.argv = ["fedras sweep", *argv]  # Hydra reads its overrides from sys.argv
-        sweep.main()
+        # as `python -m`, so that Hydra finds conf/ next to the module, and reads its overrides from sys.argv
+        sys.argv = ["fedras sweep", *argv]
+        runpy.run_module("fedras_flwr.tooling.sweep", run_name="__main__", alter_sys=True)
         return 0
     if command == "report":
         from fedras_flwr.tooling import report
@@ -104,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="check, then run one Flower simulation (or on --federation)")
     run.add_argument("overrides", nargs="*", metavar="key=value", help="run-config overrides (README: Configuration)")
     run.add_argument("--federation", default="", help="a SuperLink connection of $FLWR_HOME/config.toml (default: local)")
-    run.add_argument("--supernodes", type=int, default=2, help="simulated SuperNodes of a local run (default 2)")
+    run.add_argument("--supernodes", type=int, default=2, help="simulated SuperNodes of a local run (default 2; not with --federation)")
     run.add_argument("--timeout", type=float, default=24 * 3600.0, help="seconds the run may take")
     for name, helptext in PASS_THROUGH.items():
         commands.add_parser(name, help=helptext, add_help=False)

@@ -149,10 +149,9 @@ def make_credentials(out: Path, node_names: list[str], extra_sans: Sequence[str]
             authorized.write_bytes(ensure_auth_keys(out / name))
 
 
-def main(argv: list[str] | None = None, *, prog: str = "python -m fedras_flwr.tooling.credentials") -> int:
-    """The command line (argv without the command words; None: sys.argv[1:]); `prog` names the command in
-    the help (a CLI subcommand passes its own); the exit status."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    """The command line (argv without the command words; None: sys.argv[1:]); the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m fedras_flwr.tooling.credentials", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=3, help="SuperNodes supernode-1..N (default 3)")
     parser.add_argument("--out", type=Path, default=Path("credentials"), help="output folder (default ./credentials)")
     parser.add_argument("--san", action="append", default=[], help="extra SuperLink host name or IP (repeatable)")

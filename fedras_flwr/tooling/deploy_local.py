@@ -19,18 +19,16 @@ import logging
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from fedras_flwr.config import ConfigError, parse_overrides
+from fedras_flwr.config import ConfigError, absolute_paths, parse_overrides
 from fedras_flwr.tooling.credentials import make_credentials
 from fedras_flwr.tooling.deploy import (
     CA_CERT,
@@ -43,32 +41,18 @@ from fedras_flwr.tooling.deploy import (
     topology,
     write_connection,
 )
-from fedras_flwr.tooling.flower_run import RunFailed
+from fedras_flwr.tooling.flower_run import RunFailed, free_ports
 from fedras_flwr.tooling.flwr_cli import FLOWER_ENV
 from fedras_flwr.tooling.sweep import launch
 
 BIN = Path(sys.executable).parent  # this venv: the Flower binaries and, on PATH, flwr-serverapp/flwr-clientapp
-PATH_KEYS = ("out-dir", "data-dir", "cache-dir", "interactions-file")  # Flower's processes have another cwd
 STOP_GRACE_SECONDS = 10.0
 log = logging.getLogger("fedras_flwr.tooling.deploy_local")
 
 
 def run_config(overrides: list[str]) -> dict[str, Any]:
     """The full run-config from `key=value` overrides (ConfigError names a bad key), with absolute paths."""
-    cfg = parse_overrides(overrides).to_flat()
-    for key in PATH_KEYS:
-        if cfg[key]:
-            cfg[key] = str(Path(cfg[key]).expanduser().resolve())
-    return cfg
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on loopback (held together while picked, so they differ)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
+    return absolute_paths(parse_overrides(overrides).to_flat())
 
 
 class LocalDeployment:

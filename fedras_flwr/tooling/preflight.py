@@ -5,11 +5,8 @@ runs it before starting Flower, and the ServerApp again before its first round."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from fedras_flwr.algorithm.components import make_model
 from fedras_flwr.algorithm.data import DatasetError, load_split
-from fedras_flwr.algorithm.data.split import SplitDataset
 from fedras_flwr.algorithm.models import MissingDependencyError
 from fedras_flwr.config import ConfigError, RunConfig
 from fedras_flwr.tooling.checkpoint import CheckpointError
@@ -19,13 +16,9 @@ from fedras_flwr.tooling.session import ResumePoint, find_resume_point
 RunRefused = (ConfigError, DatasetError, MissingDependencyError, CheckpointError)
 
 
-@dataclass(frozen=True)
-class Ready:
-    split: SplitDataset  # the run's data (cached in this process for the run)
-    resume: ResumePoint | None  # the checkpoint the run continues from
-
-
-def preflight(cfg: RunConfig) -> Ready:
-    """The run's data and checkpoint, once the model, the data and the checkpoint (if any) are usable."""
+def preflight(cfg: RunConfig) -> ResumePoint | None:
+    """The checkpoint the run continues from (None: a new run), once the model, the data (loaded and cached in
+    this process for the run) and that checkpoint are known to be usable."""
     make_model(cfg)
-    return Ready(load_split(cfg), find_resume_point(cfg))
+    load_split(cfg)
+    return find_resume_point(cfg)

@@ -27,22 +27,18 @@ from hydra.experimental.callback import Callback
 from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 
-from fedras_flwr.config import RunConfig
+from fedras_flwr.config import RunConfig, absolute_paths
 from fedras_flwr.tooling.app_dir import GENERATED, app_dir
-from fedras_flwr.tooling.flower_run import RunFailed, completed_summary, flower_environment, follow_log, submit
+from fedras_flwr.tooling.flower_run import RunFailed, run_to_completion
 
 log = logging.getLogger("fedras_flwr.tooling.sweep")
-_PATH_KEYS = ("data-dir", "cache-dir", "interactions-file")
 
 
 def resolve_run_config(run: DictConfig, job_dir: Path) -> dict[str, Any]:
     """The job's run-config: validated, with absolute paths (Flower's processes have another cwd)."""
     values = OmegaConf.to_container(run, resolve=True)
     assert isinstance(values, dict)
-    for key in _PATH_KEYS:
-        if values.get(key):
-            values[key] = str(Path(get_original_cwd(), str(values[key])).resolve())
-    values["out-dir"] = str(job_dir / "run")
+    values = {**absolute_paths(values, base=get_original_cwd()), "out-dir": str(job_dir / "run")}
     RunConfig.from_flat(values)  # fail here, with the key named, rather than inside Flower
     return values
 
@@ -57,13 +53,13 @@ def launch(run_config: dict[str, Any], federation: DictConfig, job_dir: Path) ->
     federation_config = "" if connection else (
         f"num-supernodes={federation['num-supernodes']} client-resources-num-cpus={federation['client-resources-num-cpus']}"
     )
-    with flower_environment(local) as env:
-        run_id = submit(app_dir(job_dir / GENERATED), toml_path, connection, federation_config, env)
-        log.info("submitted Flower run %s; results in %s", run_id, job_dir / "run")
-        with (job_dir / "flwr.log").open("w") as flwr_log:
-            follow_log(run_id, connection, env, flwr_log, quiet=False, timeout=float(federation["timeout-seconds"]))
+    with (job_dir / "flwr.log").open("w") as flwr_log:
         try:
-            return completed_summary(run_id, connection, env, Path(run_config["out-dir"]))
+            return run_to_completion(
+                app_dir(job_dir / GENERATED), toml_path, connection, federation_config, local, flwr_log, quiet=False,
+                timeout=float(federation["timeout-seconds"]), out_dir=Path(run_config["out-dir"]),
+                on_start=lambda run_id: log.info("submitted Flower run %s; results in %s", run_id, job_dir / "run"),
+            )
         except RunFailed as err:
             raise RunFailed(f"{err}; see {job_dir / 'flwr.log'}") from None
 

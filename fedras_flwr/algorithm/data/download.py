@@ -64,6 +64,7 @@ def cache_root(cache_dir: str) -> Path:
 
 def resolve_dataset_file(name: str, data_dir: str, cache_dir: str, verify_checksums: bool = True) -> Path:
     """The file to parse for an official dataset: a local copy if given, else the verified download.
+    Either is checked against the official file's checksum.
 
     A local copy whose sha256 differs from the official file's (`SOURCES[name].file_sha256`) is a
     DatasetError: a truncated or edited copy would otherwise give quietly different numbers. With
@@ -73,9 +74,7 @@ def resolve_dataset_file(name: str, data_dir: str, cache_dir: str, verify_checks
     download), and no checksum of the extracted ratings.dat is recorded here. A damaged copy then shows up as
     a parse error naming its line, or not at all if the damage still parses.
     """
-    local = _locate_local(name, data_dir)
-    if local is None:
-        return _download_verified(name, cache_dir)
+    local = _locate_local(name, data_dir) or _download_verified(name, cache_dir)  # the cached copy is checked too
     expected = SOURCES[name].file_sha256
     if expected is not None and _file_digest(local, "sha256") != expected:
         if verify_checksums:
@@ -165,7 +164,9 @@ def _download_verified(name: str, cache_dir: str) -> Path:
         with zipfile.ZipFile(archive) as bundle:
             member = next(m for m in bundle.namelist() if m.endswith(Path(source.member).name))
             extracted.parent.mkdir(parents=True, exist_ok=True)
-            extracted.write_bytes(bundle.read(member))
+            partial = extracted.with_name(extracted.name + ".part")  # an interrupted extraction leaves no file
+            partial.write_bytes(bundle.read(member))
+            partial.replace(extracted)
     except (zipfile.BadZipFile, StopIteration) as err:
         archive.unlink(missing_ok=True)
         raise DatasetError(f"{name}: {archive} is not the expected zip archive; it was deleted, run again") from err
