@@ -84,3 +84,10 @@ def test_fedras_sweep_composes_its_hydra_config(tmp_path):
     done, _ = fedras("sweep", "--cfg", "job", "codec=dense", "run.num-server-rounds=3", cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "codec: dense" in done.stdout and "num-server-rounds: 3" in done.stdout
+
+
+def test_deploy_local_refuses_bad_data_before_starting_anything(tmp_path):
+    done, seconds = fedras("deploy-local", "--nodes", "2", "--work-dir", str(tmp_path / "work"),
+                           "--run-config", "dataset=ml-100k data-dir=/nonexistent", cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and seconds < 10 and "data-dir '/nonexistent' does not exist" in done.stderr
+    assert not (tmp_path / "work" / "credentials").exists()

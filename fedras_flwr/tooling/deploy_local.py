@@ -28,7 +28,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from fedras_flwr.config import ConfigError, absolute_paths, parse_overrides
+from fedras_flwr.config import RunConfig, absolute_paths, parse_overrides
 from fedras_flwr.tooling.credentials import make_credentials
 from fedras_flwr.tooling.deploy import (
     CA_CERT,
@@ -43,6 +43,7 @@ from fedras_flwr.tooling.deploy import (
 )
 from fedras_flwr.tooling.flower_run import RunFailed, free_ports
 from fedras_flwr.tooling.flwr_cli import FLOWER_ENV
+from fedras_flwr.tooling.preflight import RunRefused, preflight
 from fedras_flwr.tooling.sweep import launch
 
 BIN = Path(sys.executable).parent  # this venv: the Flower binaries and, on PATH, flwr-serverapp/flwr-clientapp
@@ -177,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         cfg = run_config([token for text in args.run_config for token in shlex.split(text)])
-    except ConfigError as err:
+        preflight(RunConfig.from_flat(cfg))  # the data and the model's packages, before any process starts
+    except RunRefused as err:
         parser.error(str(err))
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup on `kill` too, as on Ctrl-C
     try:
