@@ -53,7 +53,7 @@ def main() -> None:
         f"num-server-rounds={args.rounds}", f"clients-per-round={args.clients_per_round}",
         f"eval-every={args.eval_every}", *args.set,
     ])
-    table = methods(base.k_candidate_list, base.num_actions, args.baseline)
+    table = methods(base.k_candidate_list, base.codec_params("fedras").num_actions, args.baseline)
     if args.methods:
         table = {name: table[name] for name in args.methods.split(",")}
     runs: list[tuple[str, str, RunConfig]] = []
