@@ -189,19 +189,19 @@ class RunConfig:
     def to_flat(self) -> dict[str, Any]:
         """Hyphenated dict of every key, codec parameters included: the form pyproject and `--run-config` use."""
         flat = {key_of(f.name): getattr(self, f.name) for f in fields(self) if f.name != "codec_parameters"}
-        for name in available_codecs():
-            flat.update({key: spec.default for key, spec in parameter_keys(codec_class(name)).items()})
+        flat.update({key: spec.default for key, spec in _codec_parameter_fields().items()})
         flat.update(self.codec_parameters)
         return flat
 
     def replace(self, **changes: Any) -> "RunConfig":
         """A copy with `changes` (attribute names with `_`, codec parameters included), typed and checked."""
         own = {f.name: f for f in fields(self) if f.name != "codec_parameters"}
+        codec_keys = _codec_parameter_fields()
         values, codec_values = {}, dict(changes.pop("codec_parameters", self.codec_parameters))
         for name, value in changes.items():
             if name in own:
                 values[name] = _coerce(key_of(name), value, own[name].type)
-            elif key_of(name) in _codec_parameter_fields():
+            elif key_of(name) in codec_keys:
                 codec_values[key_of(name)] = value
             else:
                 raise ConfigError(_unknown_key(key_of(name)))

@@ -12,6 +12,7 @@ MF runs on numpy alone; NeuMF needs PyTorch (the `neumf` extra), imported only w
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,11 @@ class MissingDependencyError(ImportError):
     """A model or trainer needs a package that is not installed."""
 
 
+@functools.cache
 def require_torch() -> Any:
     """PyTorch, set to one thread per process: results are then bit-identical whatever process trains a
-    user, and simulated SuperNodes run side by side instead of fighting over cores."""
+    user, and simulated SuperNodes run side by side instead of fighting over cores. Cached: NeuMF scores
+    every mini-batch through it (a missing PyTorch raises each time, it is not cached)."""
     try:
         import torch
     except ImportError as err:
@@ -36,8 +39,7 @@ def require_torch() -> Any:
             "pip install torch --index-url https://download.pytorch.org/whl/cpu, then pip install -e '.[neumf]' "
             "in the checkout (or pip install 'fedras-flwr[neumf]')"
         ) from err
-    if torch.get_num_threads() != 1:
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)
     return torch
 
 

@@ -17,33 +17,39 @@ Exit 0 only when the run completed with its summary; 1 when it failed; 130 when 
 from __future__ import annotations
 
 import argparse
+import re
 import runpy
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import tomli_w
 
 from fedras_flwr.config import RunConfig, absolute_paths, parse_overrides
 from fedras_flwr.tooling.app_dir import GENERATED, app_dir
-from fedras_flwr.tooling.flower_run import RunFailed, run_to_completion
+from fedras_flwr.tooling.flower_run import QUIET_DROPS, RunFailed, run_to_completion
 from fedras_flwr.tooling.preflight import RunRefused, preflight
 from fedras_flwr.tooling.results import resolve_out_dir, summary_line
-from fedras_flwr.tooling.session import find_resume_point
+from fedras_flwr.tooling.session import ResumePoint
 
 USAGE_ERROR = 2  # a bad key, value, file or dataset: nothing was started
 RUN_FAILED = 1
 INTERRUPTED = 130
 
 
-def resolved(cfg: RunConfig) -> RunConfig:
+#: the ServerApp's own final line: `fedras run` prints the same one itself
+SERVER_FINAL_LINE = re.compile(r"fedras-flwr: finished:")
+#: a quiet console also leaves out Flower's chatter
+QUIET_CONSOLE = re.compile(f"{QUIET_DROPS.pattern}|{SERVER_FINAL_LINE.pattern}")
+
+
+def resolved(cfg: RunConfig, resume: ResumePoint | None) -> RunConfig:
     """`cfg` with absolute paths (Flower's processes run elsewhere) and its results folder: `out-dir`, else the
-    folder of the run it resumes, else a new outputs/<timestamp>."""
+    folder of the run it resumes (`resume`), else a new outputs/<timestamp>."""
     flat = absolute_paths(cfg.to_flat())
     if not flat["out-dir"]:
-        resume = find_resume_point(cfg)
         flat["out-dir"] = str(resume.run_dir if resume else resolve_out_dir(""))
     return RunConfig.from_flat(flat)
 
@@ -58,31 +64,17 @@ def run_on_flower(cfg: RunConfig, federation: str, supernodes: int, timeout: flo
     return run_to_completion(
         app_dir(out_dir / GENERATED), config_file, federation,
         "" if federation else f"num-supernodes={supernodes} client-resources-num-cpus=1",
-        None if federation else out_dir / "flower-home", _WithoutFinalLine(sys.stdout), cfg.verbosity == "quiet",
-        timeout, None if federation else out_dir,
+        None if federation else out_dir / "flower-home", sys.stdout,
+        QUIET_CONSOLE if cfg.verbosity == "quiet" else SERVER_FINAL_LINE, timeout, None if federation else out_dir,
         on_start=lambda run_id: print(f"fedras: Flower run {run_id} started; results in {out_dir}", flush=True),
     )
 
 
-class _WithoutFinalLine:
-    """The console, without the ServerApp's own final line: `fedras run` prints the same one itself."""
-
-    def __init__(self, sink: TextIO) -> None:
-        self.sink = sink
-
-    def write(self, line: str) -> None:
-        if "fedras-flwr: finished:" not in line:
-            self.sink.write(line)
-
-    def flush(self) -> None:
-        self.sink.flush()
-
-
 def command_run(args: argparse.Namespace) -> int:
     try:
-        cfg = resolved(parse_overrides(args.overrides))
-        if not args.federation:  # a named federation's data and packages are on its own machines
-            preflight(cfg)
+        cfg = parse_overrides(args.overrides)
+        # a named federation's data, packages and checkpoints are on its own machines
+        cfg = resolved(cfg, None if args.federation else preflight(cfg))
     except RunRefused as err:
         print(f"fedras: {err}", file=sys.stderr)
         return USAGE_ERROR

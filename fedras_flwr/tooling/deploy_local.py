@@ -42,11 +42,10 @@ from fedras_flwr.tooling.deploy import (
     write_connection,
 )
 from fedras_flwr.tooling.flower_run import RunFailed, free_ports
-from fedras_flwr.tooling.flwr_cli import FLOWER_ENV
+from fedras_flwr.tooling.flwr_cli import BIN, FLOWER_ENV, on_this_path
 from fedras_flwr.tooling.preflight import RunRefused, preflight
 from fedras_flwr.tooling.sweep import launch
 
-BIN = Path(sys.executable).parent  # this venv: the Flower binaries and, on PATH, flwr-serverapp/flwr-clientapp
 STOP_GRACE_SECONDS = 10.0
 log = logging.getLogger("fedras_flwr.tooling.deploy_local")
 
@@ -78,7 +77,7 @@ class LocalDeployment:
         """Own FLWR_HOME per component (apps, FABs); the venv first on PATH (SuperExecs spawn flwr-*app)."""
         home = self.work_dir / "homes" / name
         home.mkdir(parents=True, exist_ok=True)
-        return {**os.environ, **FLOWER_ENV, "FLWR_HOME": str(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+        return on_this_path({**os.environ, **FLOWER_ENV, "FLWR_HOME": str(home)})
 
     def argv(self, component: Component) -> list[str]:
         program, *args = component.argv

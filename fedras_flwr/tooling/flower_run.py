@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
-from fedras_flwr.tooling.flwr_cli import FLOWER_ENV, flwr_binary, flwr_cli
+from fedras_flwr.tooling.flwr_cli import FLOWER_ENV, flwr_cli, flwr_stream
 
 STOP_GRACE_SECONDS = 10.0
 #: what a quiet console (verbosity = "quiet") leaves out of a run's log: Flower's own INFO lines (green "INFO"),
@@ -40,7 +40,6 @@ def flower_environment(flower_home: Path | None) -> Iterator[dict[str, str]]:
         **os.environ,
         **{key: os.environ.get(key, value) for key, value in FLOWER_ENV.items()},
         "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",  # Ray's warning about GPUs these runs do not ask for
-        "PATH": os.pathsep.join([str(Path(flwr_binary()).parent), os.environ.get("PATH", os.defpath)]),
     }
     if flower_home is None:
         yield env
@@ -70,12 +69,13 @@ def submit(app: Path, config_file: Path, connection: str, federation_config: str
     return str(reply["run-id"])
 
 
-def follow_log(run_id: str, connection: str, env: dict[str, str], sink: TextIO, quiet: bool, timeout: float) -> None:
+def follow_log(
+    run_id: str, connection: str, env: dict[str, str], sink: TextIO, drop: re.Pattern[str] | None, timeout: float
+) -> None:
     """Copy the run's log to `sink` as it is written, until the run ends (or the stream breaks: the caller then
-    waits for the run's status); a quiet copy leaves out Flower's chatter. RunFailed after `timeout` seconds."""
-    command = [flwr_binary(), "log", run_id, *([connection] if connection else []), "--stream"]
+    waits for the run's status), leaving out the lines `drop` matches. RunFailed after `timeout` seconds."""
     timed_out = threading.Event()
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+    with flwr_stream(["log", run_id, *([connection] if connection else []), "--stream"], env) as process:
 
         def expire() -> None:
             timed_out.set()
@@ -86,7 +86,7 @@ def follow_log(run_id: str, connection: str, env: dict[str, str], sink: TextIO, 
         try:
             assert process.stdout is not None
             for line in process.stdout:
-                if not (quiet and QUIET_DROPS.search(line)):
+                if not (drop and drop.search(line)):
                     sink.write(line)
                     sink.flush()
         finally:
@@ -121,7 +121,8 @@ def completed_summary(run_id: str, connection: str, env: dict[str, str], out_dir
 
 def run_to_completion(
     app: Path, config_file: Path, connection: str, federation_config: str, flower_home: Path | None,
-    sink: TextIO, quiet: bool, timeout: float, out_dir: Path | None, on_start: Callable[[str], None] = lambda run_id: None,
+    sink: TextIO, drop: re.Pattern[str] | None, timeout: float, out_dir: Path | None,
+    on_start: Callable[[str], None] = lambda run_id: None,
 ) -> dict[str, Any]:
     """Submit, copy the log to `sink` until the run ends, and return what `completed_summary` returns; on a local
     SuperLink of the run's own when `flower_home` is given (stopped on the way out, whatever happens)."""
@@ -129,7 +130,7 @@ def run_to_completion(
     with flower_environment(flower_home) as env:
         run_id = submit(app, config_file, connection, federation_config, env)
         on_start(run_id)
-        follow_log(run_id, connection, env, sink, quiet, timeout)
+        follow_log(run_id, connection, env, sink, drop, timeout)
         remaining = max(60.0, timeout - (time.monotonic() - begin))
         return completed_summary(run_id, connection, env, out_dir, remaining)
 

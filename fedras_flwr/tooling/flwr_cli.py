@@ -17,14 +17,28 @@ FLOWER_ENV = {
 }
 
 
+BIN = Path(sys.executable).parent  # this environment's scripts: flwr, flower-superlink, flwr-serverapp, ...
+
+
+def on_this_path(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this environment's bin/ first on PATH, so that the Flower processes a CLI call or a component
+    starts (`flower-superlink` of a local run, `flwr-serverapp`, ...) come from it even when it is not activated."""
+    return {**env, "PATH": os.pathsep.join([str(BIN), env.get("PATH", os.defpath)])}
+
+
 def flwr_binary() -> str:
     """This environment's `flwr`, even when its bin/ is not on PATH."""
-    beside = Path(sys.executable).parent / "flwr"
+    beside = BIN / "flwr"
     return str(beside) if beside.exists() else "flwr"
 
 
 def flwr_cli(args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
-    """The Flower CLI with `args` (captured output), with this environment's bin/ first on PATH for the Flower
-    processes it starts (`flower-superlink` of a local run, ...)."""
-    env = {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])}
-    return subprocess.run([flwr_binary(), *args], env=env, capture_output=True, text=True, timeout=timeout)
+    """The Flower CLI with `args` (captured output)."""
+    return subprocess.run([flwr_binary(), *args], env=on_this_path(env), capture_output=True, text=True, timeout=timeout)
+
+
+def flwr_stream(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """The Flower CLI with `args`, its output (stderr merged) to read as it comes."""
+    return subprocess.Popen(
+        [flwr_binary(), *args], env=on_this_path(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )

@@ -1,7 +1,7 @@
 """What a run needs before round 1, checked in seconds with one clear line on failure: the config is
 valid, the dataset is there and parses, the model's packages are installed and a checkpoint to resume
-from matches. The `fedras` command
-runs it before starting Flower, and the ServerApp again before its first round."""
+from matches. The `fedras` command and `fedras deploy-local` run it before starting Flower, and the
+ServerApp again before its first round."""
 
 from __future__ import annotations
 

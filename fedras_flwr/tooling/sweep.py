@@ -56,7 +56,7 @@ def launch(run_config: dict[str, Any], federation: DictConfig, job_dir: Path) ->
     with (job_dir / "flwr.log").open("w") as flwr_log:
         try:
             return run_to_completion(
-                app_dir(job_dir / GENERATED), toml_path, connection, federation_config, local, flwr_log, quiet=False,
+                app_dir(job_dir / GENERATED), toml_path, connection, federation_config, local, flwr_log, drop=None,
                 timeout=float(federation["timeout-seconds"]), out_dir=Path(run_config["out-dir"]),
                 on_start=lambda run_id: log.info("submitted Flower run %s; results in %s", run_id, job_dir / "run"),
             )
