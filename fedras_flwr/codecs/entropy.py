@@ -48,11 +48,10 @@ def decode_symbols(blob: np.ndarray, num_actions: int, num_items: int) -> tuple[
     """Inverse of `encode_symbols`: (ids, assignment); PayloadError for anything inconsistent."""
     if not isinstance(blob, np.ndarray) or blob.dtype != np.uint8 or blob.ndim != 1:
         raise PayloadError("fedras: the range-coded symbols must be a 1-D uint8 array")
-    header, offset = decode_varints(blob[: (1 + num_actions) * _MAX_VARINT_BYTES].tobytes(), 1 + num_actions)
-    count = header[0]
-    if count > num_items or any(c > count for c in header[1:]):
+    header, offset = decode_varints(blob[: (1 + num_actions) * _MAX_VARINT_BYTES], 1 + num_actions)
+    count, counts = int(header[0]), header[1:]
+    if count > num_items or np.any(counts > count):
         raise PayloadError("fedras: the symbol header names more ids or assignments than the catalogue has")
-    counts = np.array(header[1:], dtype=np.int64)
     if counts.sum() != count:
         raise PayloadError(f"fedras: the symbol header names {count} ids and {counts.sum()} assignments")
     body = blob[offset:]

@@ -40,34 +40,45 @@ def unpack_bits(buffer: np.ndarray, bits: int, count: int) -> np.ndarray:
 
 
 def encode_varints(values: np.ndarray) -> bytes:
-    """LEB128: 7 bits per byte, least significant group first, the high bit set on all but a value's last byte."""
+    """LEB128: 7 bits per byte, least significant group first, the high bit set on all but a value's last
+    byte. Written one group position at a time (ids' gaps rarely need more than two)."""
+    values = np.asarray(values).astype(np.uint64)
     if len(values) == 0:
         return b""
-    values = values.astype(np.uint64)
-    shifts = np.arange((max(int(values.max()).bit_length(), 1) + 6) // 7, dtype=np.uint64) * np.uint64(7)
-    groups = (values[:, None] >> shifts).astype(np.uint8) & 0x7F
-    length = 1 + np.count_nonzero(values[:, None] >> shifts[1:], axis=1)  # groups up to the highest set bit
-    position = np.arange(len(shifts))
-    groups[position < length[:, None] - 1] |= 0x80
-    return groups[position < length[:, None]].tobytes()
+    groups = np.ones(len(values), dtype=np.int64)  # bytes per value
+    for bits in range(7, int(values.max()).bit_length(), 7):
+        groups += values >= np.uint64(1 << bits)
+    starts = np.cumsum(groups) - groups
+    out = np.empty(int(groups.sum()), dtype=np.uint8)
+    for group in range(int(groups.max())):
+        has = groups > group
+        byte = ((values[has] >> np.uint64(7 * group)) & np.uint64(0x7F)).astype(np.uint8)
+        byte[groups[has] > group + 1] |= 0x80
+        out[starts[has] + group] = byte
+    return out.tobytes()
 
 
-def decode_varints(blob: bytes, count: int | None = None) -> tuple[list[int], int]:
-    """The LEB128 values at the start of `blob` (all of them, or the first `count`) and the bytes read."""
-    values, current, shift, read = [], 0, 0, 0
-    for read, byte in enumerate(blob, start=1):
-        current |= (byte & 0x7F) << shift
-        shift += 7
-        if shift > 63:
-            raise PayloadError("varint too long")
-        if byte < 0x80:
-            values.append(current)
-            current, shift = 0, 0
-            if len(values) == count:
-                break
-    if shift or (count is not None and len(values) < count):
+def decode_varints(blob: np.ndarray, count: int | None = None) -> tuple[np.ndarray, int]:
+    """The LEB128 values (int64) at the start of the uint8 array `blob` (all of them, or the first `count`)
+    and the bytes they take; at most 9 bytes (63 bits) per value. Vectorised: a value ends at each byte
+    below 0x80, and its groups are summed at their shifts."""
+    ends = np.flatnonzero(blob < 0x80)  # the last byte of each value
+    if count is not None:
+        if len(ends) < count:
+            raise PayloadError("truncated varint")
+        ends = ends[:count]
+    elif len(ends) == 0 and len(blob) or len(ends) and ends[-1] != len(blob) - 1:
         raise PayloadError("truncated varint")
-    return values, read
+    if len(ends) == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    read = int(ends[-1]) + 1
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if lengths.max() > 9:
+        raise PayloadError("varint too long")
+    shifts = (np.arange(read) - np.repeat(starts, lengths)).astype(np.uint64) * np.uint64(7)
+    groups = (blob[:read] & 0x7F).astype(np.uint64) << shifts
+    return np.add.reduceat(groups, starts).astype(np.int64), read
 
 
 def encode_ids(ids: np.ndarray, num_items: int) -> np.ndarray:
@@ -96,11 +107,11 @@ def decode_ids(blob: np.ndarray, num_items: int) -> np.ndarray:
     if mode == _DELTAS:
         if len(body) > 10 * num_items:
             raise PayloadError("id list is longer than any id set of this catalogue")
-        gaps = np.asarray(decode_varints(body.tobytes())[0], dtype=np.int64)
+        gaps = decode_varints(body)[0]
         if np.any(gaps >= num_items):  # checked before the sum, which huge gaps would overflow
             raise PayloadError("id list names items beyond the catalogue")
-        ids = np.cumsum(gaps + 1) - 1
-        if len(ids) and (ids[-1] >= num_items or np.any(np.diff(ids) <= 0) or ids[0] < 0):
+        ids = np.cumsum(gaps + 1) - 1  # gaps are >= 0: strictly increasing ids from 0 on
+        if len(ids) and ids[-1] >= num_items:
             raise PayloadError("id list names items beyond the catalogue")
         return ids
     raise PayloadError(f"unknown id encoding {mode}")
