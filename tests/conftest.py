@@ -21,6 +21,13 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The default cache (parsed datasets, downloads, big synthetic sets) in a folder of this test session,
+    not in the user's ~/.cache: no test sees another session's entries (child processes inherit it)."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache-home"))
+
+
 @pytest.fixture
 def ml100k_dir() -> Path:
     root = shared_data_dir()

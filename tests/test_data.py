@@ -1,5 +1,7 @@
 """Datasets, the leave-one-out split and negative sampling: invariants, determinism, errors."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -343,3 +345,41 @@ def test_a_truncated_cached_download_is_refused_too(ml100k_dir, tmp_path, monkey
     cached.write_text("".join((ml100k_dir / "u.data").read_text().splitlines(keepends=True)[:50_000]))
     with pytest.raises(DatasetError, match=f"differs from the official release .*delete {cached}"):
         load_dataset("ml-100k", cache_dir=str(tmp_path))
+
+
+def test_a_parsed_official_file_is_read_back_from_the_cache(tmp_path, ml100k_dir, monkeypatch):
+    from fedras_flwr.algorithm.data import readers
+
+    first = load_dataset("ml-100k", data_dir=str(ml100k_dir), cache_dir=str(tmp_path))
+    entries = list((tmp_path / "parsed").glob("ml-100k-*.npz"))
+    assert len(entries) == 1
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(readers, "_read_table", no_parsing)
+    again = load_dataset("ml-100k", data_dir=str(ml100k_dir), cache_dir=str(tmp_path))
+    assert again.name == "ml-100k" and again.timestamps is not None
+    assert all(np.array_equal(getattr(first, f), getattr(again, f)) for f in ("users", "items", "timestamps"))
+    assert (again.num_users, again.num_items) == (first.num_users, first.num_items) == (943, 1682)
+
+
+def test_the_parse_cache_follows_the_file_and_survives_a_broken_entry(tmp_path, ml100k_dir, caplog):
+    copy = tmp_path / "data" / "u.data"
+    copy.parent.mkdir()
+    lines = (ml100k_dir / "u.data").read_text().splitlines(keepends=True)
+    copy.write_text("".join(lines[:500]))
+    cache = tmp_path / "cache"
+    assert len(load_dataset("ml-100k", data_dir=str(copy.parent), cache_dir=str(cache), verify_checksums=False).users) == 500
+    copy.write_text("".join(lines[:700]))  # another file: another entry, never the old arrays
+    assert len(load_dataset("ml-100k", data_dir=str(copy.parent), cache_dir=str(cache), verify_checksums=False).users) == 700
+    entries = sorted((cache / "parsed").glob("*.npz"))
+    assert len(entries) == 2
+    for entry in entries:
+        entry.write_bytes(b"not an npz")
+    with caplog.at_level(logging.WARNING):
+        data = load_dataset("ml-100k", data_dir=str(copy.parent), cache_dir=str(cache), verify_checksums=False)
+    assert len(data.users) == 700 and "unreadable parse cache" in caplog.text
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    assert len(load_dataset("ml-100k", data_dir=str(copy.parent), cache_dir=str(blocked), verify_checksums=False).users) == 700

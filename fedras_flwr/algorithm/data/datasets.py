@@ -8,6 +8,7 @@ from typing import Callable
 
 from fedras_flwr.algorithm.data.download import redownload_advice, resolve_dataset_file
 from fedras_flwr.algorithm.data.interactions import DatasetError, Interactions
+from fedras_flwr.algorithm.data.parsed_cache import cached_parse
 from fedras_flwr.algorithm.data.readers import (
     MalformedFile,
     load_interactions_file,
@@ -44,7 +45,8 @@ def load_dataset(
     An official dataset's local copy must match the official file unless `verify_checksums` is False
     (`download.resolve_dataset_file`). A line of an official file that does not parse means the file is
     damaged, so the error names the file and line and says to re-download it; the interactions-* settings
-    apply only to `interactions`, whose reader gives its own advice.
+    apply only to `interactions`, whose reader gives its own advice. A parsed official file is kept in the
+    cache directory (parsed_cache.py), so other processes of the run read arrays instead of parsing.
     """
     if name == "synthetic":
         return cached_synthetic(synthetic_users, synthetic_items, synthetic_mean_interactions, seed, cache_dir)
@@ -54,7 +56,7 @@ def load_dataset(
         raise DatasetError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     path = resolve_dataset_file(name, data_dir, cache_dir, verify_checksums)
     try:
-        return _OFFICIAL[name](path)
+        return cached_parse(name, path, _OFFICIAL[name], cache_dir)
     except MalformedFile as err:
         raise DatasetError(
             f"{name}: {err.where} is broken ({err.problem}); the file is damaged (truncated or modified), "

@@ -76,7 +76,7 @@ def resolve_dataset_file(name: str, data_dir: str, cache_dir: str, verify_checks
     """
     local = _locate_local(name, data_dir) or _download_verified(name, cache_dir)  # the cached copy is checked too
     expected = SOURCES[name].file_sha256
-    if expected is not None and _file_digest(local, "sha256") != expected:
+    if expected is not None and file_digest(local, "sha256") != expected:
         if verify_checksums:
             raise DatasetError(
                 f"{name}: {local} differs from the official release (sha256 mismatch: truncated or modified); "
@@ -101,7 +101,7 @@ def redownload_advice(name: str, path: Path, cache_dir: str) -> str:
     )
 
 
-def _file_digest(path: Path, algorithm: str) -> str:
+def file_digest(path: Path, algorithm: str) -> str:
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -176,7 +176,7 @@ def _download_verified(name: str, cache_dir: str) -> Path:
 def _verify_archive(name: str, archive: Path) -> None:
     source = SOURCES[name]
     algorithm, expected = ("sha256", source.archive_sha256) if source.archive_sha256 else ("md5", source.archive_md5)
-    actual = _file_digest(archive, algorithm)
+    actual = file_digest(archive, algorithm)
     if actual != expected:
         archive.unlink()
         raise DatasetError(
