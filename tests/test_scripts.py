@@ -27,3 +27,11 @@ def test_payload_grid_runs(tmp_path):
                       "--out", str(tmp_path / "grid"), "--set", *TINY, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "fedras" in (tmp_path / "grid" / "grid.md").read_text()
+
+
+def test_kmeans_cap_runs(tmp_path):
+    done = run_script("kmeans_cap.py", "--every", "3", "--caps", "1,3", *TINY, "num-server-rounds=2",
+                      "clients-per-round=10", "num-actions=4", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| 4 |"))
+    assert row.count("x |") == 2 and int(row.split("|")[2]) >= 1  # K=4: some clusterings kept, two caps

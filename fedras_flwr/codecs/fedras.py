@@ -32,7 +32,9 @@ class FedRASParams(CodecParams):
         "delta", "delta (cluster raw rows) | direction (unit rows + float16 magnitudes)", choices=("delta", "direction")
     )
     centroid_dtype: str = parameter("float16", "float16 | float32", choices=_FLOATS)
-    kmeans_iters: int = parameter(20, "Lloyd iterations of the k-means", positive=True)
+    kmeans_iters: int = parameter(
+        10, "most Lloyd iterations of the k-means (it stops earlier once the clustering settles)", positive=True
+    )
     entropy_coding: str = parameter(
         "none", "none | range (ids and assignments range-coded with their own frequencies)", choices=("none", "range")
     )
@@ -95,7 +97,9 @@ class FedRASCodec(Codec):
         return (self.context.seed * 1_000_003 + server_round) % (1 << 31)
 
     def encode_flops(self, rows: int, num_actions: int) -> float:
-        """Lloyd iterations: every row against every centroid (nothing when the rows go exactly)."""
+        """kmeans-iters Lloyd iterations, every row against every centroid (nothing when the rows go exactly):
+        the cap, not the iterations a clustering happens to need (seeding and the final assignment add about
+        two more passes, not counted)."""
         return float(self.params.kmeans_iters * rows * num_actions * self.dim) if num_actions < rows else 0.0
 
     # -- server ------------------------------------------------------------------------------------
