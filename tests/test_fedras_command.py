@@ -3,6 +3,7 @@ run streams its progress, prints the final metrics and leaves no process behind.
 the same bad input before round 1."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from flwr.common import Context, RecordDict
 
 from fedras_flwr.config import RunConfig
 from fedras_flwr.flower.server_app import RunNotStarted, make_server_app
-from fedras_flwr.tooling.flower_run import process_table
+from fedras_flwr.tooling.flower_run import _sigterm_as_interrupt, process_table
 
 FLOWER_VARIABLES = ("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "FLWR_TELEMETRY_ENABLED", "FLWR_DISABLE_UPDATE_CHECK")
 
@@ -91,3 +92,22 @@ def test_deploy_local_refuses_bad_data_before_starting_anything(tmp_path):
                            "--run-config", "dataset=ml-100k data-dir=/nonexistent", cwd=tmp_path, timeout=60)
     assert done.returncode == 2 and seconds < 10 and "data-dir '/nonexistent' does not exist" in done.stderr
     assert not (tmp_path / "work" / "credentials").exists()
+
+
+def test_kill_interrupts_a_run_unless_the_program_handles_it_itself():
+    """Every caller of run_to_completion (fedras run, the sweep's jobs) gets `kill` as an interrupt, so its
+    SuperLink is stopped on the way out; a program with its own SIGTERM handler keeps it."""
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs before this returns
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    calls = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: calls.append("own"))
+    try:
+        with _sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+        assert calls == ["own"]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

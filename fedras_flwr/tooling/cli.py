@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import re
 import runpy
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -78,8 +77,7 @@ def command_run(args: argparse.Namespace) -> int:
     except RunRefused as err:
         print(f"fedras: {err}", file=sys.stderr)
         return USAGE_ERROR
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the run's processes too, like Ctrl-C
-    try:
+    try:  # `kill` interrupts it like Ctrl-C (flower_run), and its processes are stopped
         summary = run_on_flower(cfg, args.federation, args.supernodes, args.timeout)
     except (RunFailed, subprocess.TimeoutExpired, OSError) as err:
         print(f"fedras: {err}", file=sys.stderr)
@@ -92,10 +90,6 @@ def command_run(args: argparse.Namespace) -> int:
     else:
         print(f"fedras: finished: {summary_line(summary)}")
     return 0
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 def _pass_through(command: str, argv: list[str]) -> int:

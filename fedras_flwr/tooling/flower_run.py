@@ -127,12 +127,31 @@ def run_to_completion(
     """Submit, copy the log to `sink` until the run ends, and return what `completed_summary` returns; on a local
     SuperLink of the run's own when `flower_home` is given (stopped on the way out, whatever happens)."""
     begin = time.monotonic()
-    with flower_environment(flower_home) as env:
+    with flower_environment(flower_home) as env, _sigterm_as_interrupt():
         run_id = submit(app, config_file, connection, federation_config, env)
         on_start(run_id)
         follow_log(run_id, connection, env, sink, drop, timeout)
         remaining = max(60.0, timeout - (time.monotonic() - begin))
         return completed_summary(run_id, connection, env, out_dir, remaining)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """`kill` stops the run's processes as Ctrl-C does: while the run is on, SIGTERM raises KeyboardInterrupt, so
+    the SuperLink is stopped on the way out. Not when the program handles SIGTERM itself, nor off the main thread
+    (where Python cannot set a handler)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def stop_local_superlink(flower_home: Path) -> list[int]:
@@ -149,9 +168,11 @@ def stop_local_superlink(flower_home: Path) -> list[int]:
             except ProcessLookupError:  # it ended meanwhile
                 continue
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while time.monotonic() < deadline and set(doomed) & set(process_table()):
+        alive = set(doomed) & set(process_table())
+        while time.monotonic() < deadline and alive:
             time.sleep(0.2)
-        doomed = [pid for pid in doomed if pid in process_table()]
+            alive &= set(process_table())
+        doomed = [pid for pid in doomed if pid in alive]
     return roots
 
 
