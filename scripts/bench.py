@@ -416,12 +416,10 @@ def bench_scenario(scenario: Scenario, args: argparse.Namespace, work: Path) -> 
     out["supernodes"] = args.supernodes
     out["ray-worker-niceness"] = int(CHILD_ENV["RAY_worker_niceness"])
     out["encode-share"] = out["phases"]["encode-share"]
-    out["flower-vs-inprocess-ratio"] = (
-        out["flower"]["train-round-s-median"] / out["inprocess"]["train-round-s-median"] if inprocess else None
-    )
-    out["flwr-run-vs-inprocess-ratio"] = (
-        out["flwr-run"]["train-round-s-median"] / out["inprocess"]["train-round-s-median"] if inprocess else None
-    )
+    for runner in ("flower", "flwr-run"):
+        out[f"{runner}-vs-inprocess-ratio"] = (
+            out[runner]["train-round-s-median"] / out["inprocess"]["train-round-s-median"] if inprocess else None
+        )
     return out
 
 

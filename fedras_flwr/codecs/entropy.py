@@ -16,9 +16,7 @@ import constriction
 import numpy as np
 
 from fedras_flwr.codecs.base import PayloadError
-from fedras_flwr.codecs.packing import decode_varints, encode_varints
-
-_MAX_VARINT_BYTES = 10
+from fedras_flwr.codecs.packing import MAX_VARINT_BYTES, decode_varints, encode_varints
 
 
 def _flag_model(count: int, num_items: int) -> constriction.stream.model.Categorical:
@@ -48,7 +46,7 @@ def decode_symbols(blob: np.ndarray, num_actions: int, num_items: int) -> tuple[
     """Inverse of `encode_symbols`: (ids, assignment); PayloadError for anything inconsistent."""
     if not isinstance(blob, np.ndarray) or blob.dtype != np.uint8 or blob.ndim != 1:
         raise PayloadError("fedras: the range-coded symbols must be a 1-D uint8 array")
-    header, offset = decode_varints(blob[: (1 + num_actions) * _MAX_VARINT_BYTES], 1 + num_actions)
+    header, offset = decode_varints(blob[: (1 + num_actions) * MAX_VARINT_BYTES], 1 + num_actions)
     count, counts = int(header[0]), header[1:]
     if count > num_items or np.any(counts > count):
         raise PayloadError("fedras: the symbol header names more ids or assignments than the catalogue has")

@@ -5,7 +5,7 @@ A Lloyd iteration is a function of the assignment alone, so once the assignment 
 iteration returns the same clustering; faiss notices at the next iteration (the objective then repeats, two
 iterations after the last one that changed the clustering) and stops, which gives what running to the cap
 would. On ML-100K and Last.fm client updates faiss stops after
-9 to 10 iterations at the median (docs/performance.md). Seeding in C++ instead of a Python loop over the K
+9 to 11 iterations at the median (docs/performance.md). Seeding in C++ instead of a Python loop over the K
 centres is what makes encoding cheap: at a client's few hundred rows it cost as much as the Lloyd iterations.
 
 Unit rows (spherical) are clustered by L2 distance too, which ranks unit centroids as cosine does: the

@@ -13,6 +13,7 @@ import numpy as np
 from fedras_flwr.codecs.base import PayloadError
 
 _BITMAP, _DELTAS = 0, 1
+MAX_VARINT_BYTES = 9  # 63 bits: every id gap and count fits, and the sum at its shifts stays in int64
 
 
 def bits_for(count: int) -> int:
@@ -60,7 +61,7 @@ def encode_varints(values: np.ndarray) -> bytes:
 
 def decode_varints(blob: np.ndarray, count: int | None = None) -> tuple[np.ndarray, int]:
     """The LEB128 values (int64) at the start of the uint8 array `blob` (all of them, or the first `count`)
-    and the bytes they take; at most 9 bytes (63 bits) per value. Vectorised: a value ends at each byte
+    and the bytes they take; at most MAX_VARINT_BYTES per value. Vectorised: a value ends at each byte
     below 0x80, and its groups are summed at their shifts."""
     ends = np.flatnonzero(blob < 0x80)  # the last byte of each value
     if count is not None:
@@ -74,7 +75,7 @@ def decode_varints(blob: np.ndarray, count: int | None = None) -> tuple[np.ndarr
     read = int(ends[-1]) + 1
     starts = np.concatenate([[0], ends[:-1] + 1])
     lengths = ends - starts + 1
-    if lengths.max() > 9:
+    if lengths.max() > MAX_VARINT_BYTES:
         raise PayloadError("varint too long")
     shifts = (np.arange(read) - np.repeat(starts, lengths)).astype(np.uint64) * np.uint64(7)
     groups = (blob[:read] & 0x7F).astype(np.uint64) << shifts
