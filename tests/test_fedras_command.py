@@ -97,17 +97,17 @@ def test_deploy_local_refuses_bad_data_before_starting_anything(tmp_path):
 def test_kill_interrupts_a_run_unless_the_program_handles_it_itself():
     """Every caller of run_to_completion (fedras run, the sweep's jobs) gets `kill` as an interrupt, so its
     SuperLink is stopped on the way out; a program with its own SIGTERM handler keeps it."""
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)  # the handler runs before this returns
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    original = signal.signal(signal.SIGTERM, signal.SIG_DFL)  # earlier tests' ray.init may have set its own
     calls = []
-    previous = signal.signal(signal.SIGTERM, lambda *_: calls.append("own"))
     try:
+        with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs before this returns
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        signal.signal(signal.SIGTERM, lambda *_: calls.append("own"))
         with _sigterm_as_interrupt():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.1)
         assert calls == ["own"]
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, original)
