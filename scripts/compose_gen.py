@@ -60,7 +60,7 @@ def service(component: Component) -> dict[str, Any]:
         "command": _Flow(component.argv),
     }
     if component.name == SUPERLINK:
-        spec["ports"] = [f"{COMPOSE_PORT}:{COMPOSE_PORT}"]
+        spec["ports"] = [f"${{FEDRAS_PORT:-{COMPOSE_PORT}}}:{COMPOSE_PORT}"]  # host port: FEDRAS_PORT
         volumes = [_mount(SUPERLINK), f"{STATE_VOLUME}:{PurePosixPath(COMPOSE_DATABASE).parent}"]
     elif component.one_shot:  # the key registration
         volumes, spec["depends_on"] = [_mount(SUPERLINK, CA_CERT), _mount(AUTHORIZED)], [SUPERLINK]

@@ -125,17 +125,7 @@ class LocalDeployment:
 
     def run(self, cfg: dict[str, Any], timeout: float) -> dict[str, Any]:
         """`flwr run <app> fedras-deploy` with this run-config (results in run/ by default); summary or RunFailed."""
-        cfg = {**cfg, "out-dir": cfg["out-dir"] or str(self.work_dir / "run")}
-        federation = OmegaConf.create({"connection": CONNECTION, "timeout-seconds": timeout})
-        previous = os.environ.get("FLWR_HOME")
-        os.environ["FLWR_HOME"] = str(self.flwr_home)  # launch() drives the CLI with this process's environment
-        try:
-            return launch(cfg, federation, self.work_dir)
-        finally:
-            if previous is None:
-                del os.environ["FLWR_HOME"]
-            else:
-                os.environ["FLWR_HOME"] = previous
+        return run_deployed({**cfg, "out-dir": cfg["out-dir"] or str(self.work_dir / "run")}, self.flwr_home, self.work_dir, timeout)
 
     def stop(self) -> None:
         """SIGTERM to each started process group, newest first; SIGKILL what is left after a grace period."""
@@ -154,6 +144,23 @@ class LocalDeployment:
             if all(not _group_alive(p.pid) for p in self.processes.values()):
                 break
         log.info("stopped %d processes", len(self.processes))
+
+
+def run_deployed(
+    cfg: dict[str, Any], flwr_home: Path, job_dir: Path, timeout: float, results: Path | None = None
+) -> dict[str, Any]:
+    """`flwr run <app> fedras-deploy` on the deployment that `flwr_home`'s config connects to, with its log in
+    `job_dir/flwr.log`; the run's summary (read from `results`, else from its out-dir), or RunFailed."""
+    federation = OmegaConf.create({"connection": CONNECTION, "timeout-seconds": timeout})
+    previous = os.environ.get("FLWR_HOME")
+    os.environ["FLWR_HOME"] = str(flwr_home)  # launch() drives the CLI with this process's environment
+    try:
+        return launch(cfg, federation, job_dir, results)
+    finally:
+        if previous is None:
+            del os.environ["FLWR_HOME"]
+        else:
+            os.environ["FLWR_HOME"] = previous
 
 
 def _group_alive(pgid: int) -> bool:

@@ -43,9 +43,12 @@ def resolve_run_config(run: DictConfig, job_dir: Path) -> dict[str, Any]:
     return values
 
 
-def launch(run_config: dict[str, Any], federation: DictConfig, job_dir: Path) -> dict[str, Any]:
+def launch(
+    run_config: dict[str, Any], federation: DictConfig, job_dir: Path, results: Path | None = None
+) -> dict[str, Any]:
     """Submit the run, wait for it with its log in `job_dir/flwr.log`, and return its summary; RunFailed otherwise.
-    A local simulation runs on a SuperLink of the job's own, stopped when the job ends."""
+    A local simulation runs on a SuperLink of the job's own, stopped when the job ends. `results`: where this
+    machine sees the run's `out-dir` (a ServerApp in a container writes it to a mounted folder), if not there."""
     toml_path = job_dir / "run_config.toml"
     toml_path.write_text(tomli_w.dumps(run_config))
     connection = str(federation.connection or "")
@@ -57,7 +60,7 @@ def launch(run_config: dict[str, Any], federation: DictConfig, job_dir: Path) ->
         try:
             return run_to_completion(
                 app_dir(job_dir / GENERATED), toml_path, connection, federation_config, local, flwr_log, drop=None,
-                timeout=float(federation["timeout-seconds"]), out_dir=Path(run_config["out-dir"]),
+                timeout=float(federation["timeout-seconds"]), out_dir=results or Path(run_config["out-dir"]),
                 on_start=lambda run_id: log.info("submitted Flower run %s; results in %s", run_id, job_dir / "run"),
             )
         except RunFailed as err:
