@@ -45,7 +45,7 @@ class RunConfig:
     codecs' own parameters are held in `codec_parameters` and read through `codec_params`."""
 
     # data
-    dataset: str = setting("synthetic", "synthetic | ml-100k | ml-1m | lastfm-2k | interactions")
+    dataset: str = setting("synthetic", "synthetic | ml-100k | ml-1m | lastfm-2k | amazon-games | interactions")
     data_dir: str = setting("", "folder with the official files; else $FEDRAS_DATA_DIR, else download")
     cache_dir: str = setting("", "download cache; default ~/.cache/fedras_flwr")
     verify_checksums: bool = setting(
@@ -54,6 +54,9 @@ class RunConfig:
     interactions_file: str = setting("", 'dataset = "interactions": a CSV/TSV of user, item[, timestamp]')
     interactions_sep: str = setting("auto", 'auto | "," | "\\t" | ";" | "::" ...')
     interactions_columns: str = setting("user,item,timestamp", "column order of the interactions file")
+    interactions_line_order_is_time: bool = setting(
+        False, "no timestamp column: true if each user's rows are in time order (else the split orders them at random)"
+    )
     min_user_interactions: int = setting(5, "users with fewer positives are dropped")
     synthetic_users: int = setting(600, "synthetic dataset: number of users")
     synthetic_items: int = setting(1000, "synthetic dataset: number of items")

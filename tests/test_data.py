@@ -1,11 +1,15 @@
 """Datasets, the leave-one-out split and negative sampling: invariants, determinism, errors."""
 
+import dataclasses
+import hashlib
 import logging
 
 import numpy as np
 import pytest
+from conftest import shared_data_dir
 
 from fedras_flwr.algorithm.data import DatasetError, Interactions, NegativeSampler, leave_one_out, load_dataset
+from fedras_flwr.algorithm.data.download import SOURCES
 from fedras_flwr.algorithm.data.split import user_rng
 from fedras_flwr.algorithm.data.synthetic import make_synthetic
 from fedras_flwr.config import RunConfig
@@ -383,3 +387,82 @@ def test_the_parse_cache_follows_the_file_and_survives_a_broken_entry(tmp_path, 
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the cache folder should be")
     assert len(load_dataset("ml-100k", data_dir=str(copy.parent), cache_dir=str(blocked), verify_checksums=False).users) == 700
+
+
+# Line-order time: SASRec's Amazon file and interactions files without a timestamp column
+
+ORDERED_LINES = [  # user, item: each user's lines in time order; item labels sort unlike their times
+    ("7", "50"), ("7", "11"), ("7", "90"), ("7", "23"), ("7", "4"),
+    ("3", "8"), ("3", "61"), ("3", "2"), ("3", "70"), ("3", "35"), ("3", "19"),
+] + [(str(100 + u), str(200 + i)) for u in range(3) for i in range(200)]  # a catalogue for the eval negatives
+
+
+def check_line_order_split(data: Interactions) -> None:
+    """For every split seed: the last line of a user is its test item, the one before its validation item."""
+    labels = np.unique([item for _, item in ORDERED_LINES])  # _index numbers labels in sorted order
+    item_id = {label: i for i, label in enumerate(labels)}
+    for seed in (0, 1, 2):
+        split = leave_one_out(data, seed=seed, num_eval_negatives=20)
+        by_test = {user.test_item: user for user in split.users}
+        seven, three = by_test[item_id["4"]], by_test[item_id["19"]]
+        assert seven.val_item == item_id["23"] and sorted(seven.train_items) == sorted(item_id[i] for i in ("50", "11", "90"))
+        assert three.val_item == item_id["35"]
+
+
+def test_amazon_games_keeps_the_file_order_as_time(tmp_path):
+    path = tmp_path / "Video.txt"
+    path.write_text("".join(f"{user} {item}\n" for user, item in ORDERED_LINES))
+    data = load_dataset("amazon-games", data_dir=str(tmp_path), verify_checksums=False)
+    assert data.name == "amazon-games" and len(data.users) == len(ORDERED_LINES)
+    check_line_order_split(data)
+
+
+def test_an_interactions_file_can_say_its_line_order_is_time(tmp_path):
+    path = tmp_path / "log.tsv"
+    path.write_text("".join(f"{user}\t{item}\n" for user, item in ORDERED_LINES))
+    ordered = load_dataset("interactions", interactions_file=str(path), interactions_columns="user,item",
+                           interactions_line_order_is_time=True)
+    check_line_order_split(ordered)
+    shuffled = load_dataset("interactions", interactions_file=str(path), interactions_columns="user,item")
+    held_out = {tuple(sorted(u.test_item for u in leave_one_out(shuffled, seed=seed, num_eval_negatives=20).users))
+                for seed in range(5)}
+    assert len(held_out) > 1  # without the option the held-out items follow the seed
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("interactions", interactions_file=str(path), interactions_columns="user,item,timestamp",
+                     interactions_line_order_is_time=True)
+    assert one_line_error(excinfo).endswith("drop 'timestamp' from interactions-columns, or set "
+                                            "interactions-line-order-is-time=false")
+
+
+def test_the_official_amazon_games_file_loads_in_its_time_order():
+    root = shared_data_dir()
+    if root is None or not (root / "amazon-games-sasrec" / "Video.txt").is_file():
+        pytest.skip("amazon-games-sasrec/Video.txt not found in the shared data")
+    folder = root / "amazon-games-sasrec"
+    data = load_dataset("amazon-games", data_dir=str(folder))  # the official file passes the checksum
+    assert (data.num_users, data.num_items) == (31013, 23715)
+    split = leave_one_out(data, seed=0)
+    user_column, item_column = np.loadtxt(folder / "Video.txt", dtype=str, unpack=True)
+    first_user = item_column[user_column == user_column[0]]  # the file's first user's items, in line order
+    user = split.users[int(np.searchsorted(np.unique(user_column), user_column[0]))]  # labels are numbered sorted
+    item_labels = np.unique(item_column)
+    assert (item_labels[user.test_item], item_labels[user.val_item]) == (first_user[-1], first_user[-2])
+
+
+def test_a_plain_file_download_is_verified_and_a_corrupt_one_deleted(tmp_path, monkeypatch):
+    served = tmp_path / "served" / "Video.txt"
+    served.parent.mkdir()
+    served.write_text("".join(f"{user} {item}\n" for user, item in ORDERED_LINES))
+    digest = hashlib.sha256(served.read_bytes()).hexdigest()
+    source = dataclasses.replace(SOURCES["amazon-games"], url=served.as_uri(), file_sha256=digest)
+    monkeypatch.setitem(SOURCES, "amazon-games", source)
+    monkeypatch.delenv("FEDRAS_DATA_DIR", raising=False)
+    cache = tmp_path / "cache"
+    data = load_dataset("amazon-games", cache_dir=str(cache))
+    assert (cache / "amazon-games" / "Video.txt").read_bytes() == served.read_bytes() and len(data.users) == len(ORDERED_LINES)
+    (cache / "amazon-games" / "Video.txt").unlink()
+    monkeypatch.setitem(SOURCES, "amazon-games", dataclasses.replace(source, file_sha256="0" * 64))
+    with pytest.raises(DatasetError) as excinfo:
+        load_dataset("amazon-games", cache_dir=str(cache))
+    assert f"sha256 of the downloaded file is {digest}" in one_line_error(excinfo)
+    assert not (cache / "amazon-games").exists() or not any((cache / "amazon-games").iterdir())

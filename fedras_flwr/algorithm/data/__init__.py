@@ -12,7 +12,7 @@ from fedras_flwr.config import RunConfig
 
 _DATA_KEYS = (
     "dataset", "split_seed", "data_dir", "cache_dir", "verify_checksums", "interactions_file", "interactions_sep",
-    "interactions_columns", "synthetic_users", "synthetic_items", "synthetic_mean_interactions", "num_eval_negatives",
+    "interactions_columns", "interactions_line_order_is_time", "synthetic_users", "synthetic_items", "synthetic_mean_interactions", "num_eval_negatives",
     "min_user_interactions",
 )
 
@@ -37,6 +37,7 @@ def _cached_split(cfg: RunConfig) -> SplitDataset:
         interactions_file=cfg.interactions_file,
         interactions_sep=cfg.interactions_sep,
         interactions_columns=cfg.interactions_columns,
+        interactions_line_order_is_time=cfg.interactions_line_order_is_time,
         synthetic_users=cfg.synthetic_users,
         synthetic_items=cfg.synthetic_items,
         synthetic_mean_interactions=cfg.synthetic_mean_interactions,

@@ -11,6 +11,7 @@ from fedras_flwr.algorithm.data.interactions import DatasetError, Interactions
 from fedras_flwr.algorithm.data.parsed_cache import cached_parse
 from fedras_flwr.algorithm.data.readers import (
     MalformedFile,
+    load_amazon_games,
     load_interactions_file,
     load_lastfm_2k,
     load_movielens_1m,
@@ -22,6 +23,7 @@ _OFFICIAL: dict[str, Callable[[Path], Interactions]] = {
     "ml-100k": load_movielens_100k,
     "ml-1m": load_movielens_1m,
     "lastfm-2k": load_lastfm_2k,
+    "amazon-games": load_amazon_games,
 }
 DATASETS = ("synthetic", *_OFFICIAL, "interactions")
 
@@ -36,6 +38,7 @@ def load_dataset(
     interactions_file: str = "",
     interactions_sep: str = "auto",
     interactions_columns: str = "user,item,timestamp",
+    interactions_line_order_is_time: bool = False,
     synthetic_users: int = 600,
     synthetic_items: int = 1000,
     synthetic_mean_interactions: int = 60,
@@ -51,7 +54,9 @@ def load_dataset(
     if name == "synthetic":
         return cached_synthetic(synthetic_users, synthetic_items, synthetic_mean_interactions, seed, cache_dir)
     if name == "interactions":
-        return load_interactions_file(interactions_file, interactions_sep, interactions_columns)
+        return load_interactions_file(
+            interactions_file, interactions_sep, interactions_columns, interactions_line_order_is_time
+        )
     if name not in _OFFICIAL:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     path = resolve_dataset_file(name, data_dir, cache_dir, verify_checksums)

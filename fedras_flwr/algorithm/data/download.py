@@ -21,13 +21,18 @@ DATA_DIR_ENV = "FEDRAS_DATA_DIR"
 
 @dataclass(frozen=True)
 class DatasetSource:
-    """Where an official dataset lives and how to recognise a good copy."""
+    """Where an official dataset lives and how to recognise a good copy. A source with no archive checksum
+    is the file itself (no archive): its download is verified by `file_sha256`."""
 
     url: str
     archive_sha256: str | None
     archive_md5: str | None
-    member: str  # path inside the archive of the file we parse
+    member: str  # path inside the archive of the file we parse (the file's name when there is no archive)
     file_sha256: str | None  # checksum of that file when extracted (for user-supplied copies)
+
+    @property
+    def is_archive(self) -> bool:
+        return bool(self.archive_sha256 or self.archive_md5)
 
 
 SOURCES: dict[str, DatasetSource] = {
@@ -51,6 +56,15 @@ SOURCES: dict[str, DatasetSource] = {
         archive_md5="296d61afe4e8632b173fc2dd3be20ce2",
         member="user_artists.dat",
         file_sha256="001400dc3c7d2667fca6e4ea6dc6acc31a9dd28ad5cd0f74cea988c019934d3b",
+    ),
+    # The Amazon Video Games 5-core of SASRec (Kang & McAuley, ICDM 2018), as its authors published it: one
+    # `user item` line per review, users in turn, each user's items in time order. A plain file, no archive.
+    "amazon-games": DatasetSource(
+        url="https://raw.githubusercontent.com/kang205/SASRec/e3738967fddab206d6eeb4fda433e7a7034dd8b1/data/Video.txt",
+        archive_sha256=None,
+        archive_md5=None,
+        member="Video.txt",
+        file_sha256="b7376fe24430743f411dc7f567285657b2adb3f74361cc7ba0aee94f3024b651",
     ),
 }
 
@@ -94,7 +108,8 @@ def redownload_advice(name: str, path: Path, cache_dir: str) -> str:
     """What to do about a damaged or modified copy of an official file: the end of a one-line message."""
     filename = Path(SOURCES[name].member).name
     if path == cache_root(cache_dir) / name / filename:
-        return f"delete {path}; the next run extracts it again from the verified download"
+        again = "extracts it again from the verified download" if SOURCES[name].is_archive else "downloads and verifies it again"
+        return f"delete {path}; the next run {again}"
     return (
         f"re-download it: clear data-dir and ${DATA_DIR_ENV} so the verified download runs, "
         f"or replace it with {filename} from {SOURCES[name].url}"
@@ -139,26 +154,26 @@ def _locate_local(name: str, data_dir: str) -> Path | None:
 
 
 def _download_verified(name: str, cache_dir: str) -> Path:
-    """Download the official archive once into the cache, verify its checksum, return the parsed file."""
+    """Download the official archive (or file) once into the cache, verify its checksum, return the parsed file."""
     source = SOURCES[name]
     root = cache_root(cache_dir)
     extracted = root / name / Path(source.member).name
     if extracted.is_file():
         return extracted
+    if not source.is_archive:  # the file itself, held to its checksum like an archive
+        extracted.parent.mkdir(parents=True, exist_ok=True)
+        _download(name, extracted)
+        if (actual := file_digest(extracted, "sha256")) != source.file_sha256:
+            extracted.unlink()
+            raise DatasetError(
+                f"{name}: sha256 of the downloaded file is {actual}, expected {source.file_sha256}; the corrupt "
+                f"file was deleted. Run again, or download {source.url} by hand and set data-dir."
+            )
+        return extracted
     root.mkdir(parents=True, exist_ok=True)
     archive = root / f"{name}.zip"
     if not archive.is_file():
-        log.info("downloading %s from %s", name, source.url)
-        partial = archive.with_suffix(".part")
-        try:
-            with urllib.request.urlopen(source.url, timeout=60) as response, open(partial, "wb") as out:
-                shutil.copyfileobj(response, out)
-        except OSError as err:
-            raise DatasetError(
-                f"{name}: could not download {source.url} ({err}). Download it by hand and set data-dir "
-                f"(or ${DATA_DIR_ENV}) to the folder with the extracted files."
-            ) from err
-        partial.rename(archive)
+        _download(name, archive)
     _verify_archive(name, archive)
     try:
         with zipfile.ZipFile(archive) as bundle:
@@ -171,6 +186,23 @@ def _download_verified(name: str, cache_dir: str) -> Path:
         archive.unlink(missing_ok=True)
         raise DatasetError(f"{name}: {archive} is not the expected zip archive; it was deleted, run again") from err
     return extracted
+
+
+def _download(name: str, target: Path) -> None:
+    """SOURCES[name].url to `target`, through a partial file so an interrupted download leaves nothing."""
+    url = SOURCES[name].url
+    log.info("downloading %s from %s", name, url)
+    partial = target.with_name(target.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise DatasetError(
+            f"{name}: could not download {url} ({err}). Download it by hand and set data-dir "
+            f"(or ${DATA_DIR_ENV}) to the folder with the {'extracted files' if SOURCES[name].is_archive else 'file'}."
+        ) from err
+    partial.rename(target)
 
 
 def _verify_archive(name: str, archive: Path) -> None:

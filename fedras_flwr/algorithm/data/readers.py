@@ -36,13 +36,28 @@ def load_movielens_1m(path: Path) -> Interactions:
 
 
 def load_lastfm_2k(path: Path) -> Interactions:
-    """user_artists.dat has no time column: the split orders each user's items randomly (seeded)."""
+    """user_artists.dat (user, artist, play count) has no time column, and the tagging file that has times
+    covers other pairs: the split orders each user's artists at random (seeded by split-seed), so the held-out
+    validation and test artists are a random pair of the user's artists (docs/datasets.md)."""
     users, items, _ = _read_table(path, "\t", {"user": 0, "item": 1}, skip_header=True)
     return _index("lastfm-2k", users, items, None)
 
 
-def load_interactions_file(path: str, sep: str, columns: str) -> Interactions:
-    """A user file of `user, item[, timestamp]` rows; `columns` names the fields in file order."""
+def load_amazon_games(path: Path) -> Interactions:
+    """SASRec's Video.txt: `user item` lines, each user's items in time order, so the line order is the time."""
+    users, items, _ = _read_table(path, None, {"user": 0, "item": 1}, skip_header=False)
+    return _index("amazon-games", users, items, _line_order(users))
+
+
+def _line_order(users: np.ndarray) -> np.ndarray:
+    """Timestamps that say "in the order of the file's lines": the row number."""
+    return np.arange(len(users), dtype=np.float64)
+
+
+def load_interactions_file(path: str, sep: str, columns: str, line_order_is_time: bool = False) -> Interactions:
+    """A user file of `user, item[, timestamp]` rows; `columns` names the fields in file order. Without a
+    timestamp column, `line_order_is_time` says each user's rows are in time order (the split keeps it);
+    otherwise the split orders a user's items at random (seeded)."""
     file = Path(path)
     if not path or not file.is_file():
         raise DatasetError(
@@ -54,6 +69,11 @@ def load_interactions_file(path: str, sep: str, columns: str) -> Interactions:
     if unknown or "user" not in names or "item" not in names:
         raise DatasetError(
             f"interactions-columns {columns!r} must name 'user' and 'item' (optionally 'timestamp', '_' to skip a field)"
+        )
+    if line_order_is_time and "timestamp" in names:
+        raise DatasetError(
+            f"interactions-line-order-is-time is for a file without a timestamp column, and interactions-columns "
+            f"{columns!r} names one: drop 'timestamp' from interactions-columns, or set interactions-line-order-is-time=false"
         )
     with open(file, encoding="utf-8", errors="replace") as handle:
         first = handle.readline()
@@ -82,7 +102,7 @@ def load_interactions_file(path: str, sep: str, columns: str) -> Interactions:
             f"{err.where} is broken ({err.problem}); check that interactions-sep ({used}) and "
             f"interactions-columns ({columns!r}) match the file"
         ) from err
-    return _index(file.stem, users, items, times)
+    return _index(file.stem, users, items, _line_order(users) if line_order_is_time else times)
 
 
 def _read_table(
