@@ -7,6 +7,7 @@
 #   pip wheel -w wheelhouse . hatchling                               # air-gapped device: wheels made elsewhere,
 #   docker build --build-arg OFFLINE=1 --build-arg BASE_IMAGE=<local python 3.11 image> -t fedras-flwr:latest .
 #
+# `RUN --mount` below needs BuildKit: Docker >= 23 (its default builder), `docker buildx`, or podman/buildah.
 # BASE_IMAGE: any Debian-like image with Python >= 3.11 and its venv module (scripts/compose_smoke.py builds
 # one from Debian packages where no registry is reachable). The MF job (the default) needs no torch, so the
 # default image carries no torch and no GPU library.
@@ -28,7 +29,7 @@ COPY pyproject.toml README.md /tmp/src/
 COPY fedras_flwr /tmp/src/fedras_flwr
 # The wheelhouse is bind-mounted, not copied, so its wheels never become an image layer.
 RUN --mount=type=bind,source=wheelhouse,target=/tmp/wheelhouse \
-    if [ "$OFFLINE" = 1 ]; then set -- --no-index; else set -- --extra-index-url "$TORCH_INDEX_URL"; fi \
+    if [ "$OFFLINE" = 1 ]; then set -- --no-index; elif [ -n "$EXTRAS" ]; then set -- --extra-index-url "$TORCH_INDEX_URL"; fi \
     && pip install "$@" --find-links /tmp/wheelhouse "/tmp/src${EXTRAS:+[$EXTRAS]}" \
     && rm -rf /tmp/src
 

@@ -48,6 +48,7 @@ from fedras_flwr.tooling.deploy import (  # noqa: E402
     PROFILES,
     SUPERLINK,
     Node,
+    components,
     compose_layout,
     online_nodes,
     supernode_command,
@@ -97,6 +98,7 @@ class Engine:
     # of its own: "generating dependency graph ... not found in input list". Such an engine gets the services
     # up in two steps, the SuperLink side and then, once the keys are registered, the nodes.
     staged_up: bool = False
+    separator: str = "-"  # of a service's container name, <project><sep><service><sep>1: "_" with podman-compose
 
     def __call__(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run([self.cli, *args], capture_output=True, text=True, timeout=timeout)
@@ -140,7 +142,7 @@ def detect_engine() -> Engine:
         if compose is None:
             raise SmokeFailed("podman is here but podman-compose is not: pip install podman-compose")
         # --in-pod=false: every service its own network identity, as with Docker (in one pod the SuperNodes' ports clash)
-        return Engine("podman", (compose, "--in-pod=false"), staged_up=True)
+        return Engine("podman", (compose, "--in-pod=false"), staged_up=True, separator="_")
     raise SmokeFailed(
         "no container engine: install Docker with its compose plugin, or podman and runc "
         "(apt-get install podman runc) and `pip install podman-compose`"
@@ -188,14 +190,18 @@ def build_debian_base(engine: Engine, recipe: dict[str, Any], log_file: Path) ->
     return tag
 
 
-def build_wheelhouse(log_file: Path) -> None:
-    """Wheels of the project's dependencies (and of hatchling, its build backend) into wheelhouse/."""
+def check_wheelhouse_python() -> None:
+    """The wheels this Python builds must install on the Debian base's Python."""
     if sys.version_info[:2] != DEBIAN_PYTHON:
         here, there = ".".join(map(str, sys.version_info[:2])), ".".join(map(str, DEBIAN_PYTHON))
         raise SmokeFailed(
             f"the wheelhouse is built for this Python {here}, the Debian {DEBIAN_SUITE} base has {there}: "
             f"run this script from a Python {there} environment, or pass --base-image"
         )
+
+
+def build_wheelhouse(log_file: Path) -> None:
+    """Wheels of the project's dependencies (and of hatchling, its build backend) into wheelhouse/."""
     started = time.monotonic()
     with log_file.open("w") as log:
         done = subprocess.run(
@@ -217,6 +223,7 @@ def build_image(engine: Engine, base: str | None, mirror: str, logs: Path) -> st
             base = PUBLIC_BASE
         else:
             print(f"no registry gives {PUBLIC_BASE}: building the base image from Debian packages")
+            check_wheelhouse_python()
             base, offline = build_debian_base(engine, debian_recipe(mirror), logs / "base-image.log"), True
             build_wheelhouse(logs / "wheelhouse.log")
     started = time.monotonic()
@@ -240,14 +247,17 @@ class ComposeDeployment:
         self.credentials, self.logs = work_dir / "credentials", work_dir / "logs"
         self.flwr_home = work_dir / "flwr-home"
         self.port = free_ports(1)[0]
+        # FEDRAS_SUPERLINK (an edge device's setting) would send these SuperNodes elsewhere: not passed on
+        self.env = {key: value for key, value in os.environ.items() if key != "FEDRAS_SUPERLINK"}
+        self.env["FEDRAS_PORT"] = str(self.port)
         self.services: list[str] = []
 
-    def compose(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    def compose(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run(
             [*self.engine.compose, "-p", self.project, "-f", str(self.compose_file), *args], cwd=self.work_dir,
-            env={**os.environ, "FEDRAS_PORT": str(self.port)}, capture_output=True, text=True, timeout=timeout,
+            env=self.env, capture_output=True, text=True, timeout=timeout,
         )
-        if done.returncode != 0:
+        if check and done.returncode != 0:
             raise SmokeFailed(f"`compose {' '.join(args)}` failed: {_tail(done.stderr or done.stdout)}")
         return done
 
@@ -270,7 +280,8 @@ class ComposeDeployment:
     def up(self, timeout: float) -> None:
         """Start every service; wait until the SuperLink sees every SuperNode online."""
         if self.engine.staged_up:
-            first = [SUPERLINK, "superexec-serverapp", "register"]
+            nodes = topology(NODES)
+            first = [c.name for c in components(compose_layout(nodes), nodes) if c.node is None]  # SuperLink side
             self.compose("up", "-d", "--no-build", *first)
             registered = self.engine("wait", self.container("register"), timeout=timeout).stdout.split()[-1]
             if registered != "0":
@@ -294,14 +305,18 @@ class ComposeDeployment:
         )
         environment = [item for key, value in FLOWER_ENV.items() for item in ("-e", f"{key}={value}")]
         self.engine(
-            "run", "-d", "--name", self.intruder, "--network", f"{self.project}_default", *environment,
+            "run", "-d", "--name", self.intruder, "--label", self.label, "--network", f"{self.project}_default", *environment,
             "-v", f"{self.credentials / INTRUDER}:{COMPOSE_CREDENTIALS / INTRUDER}:ro", IMAGE, *supernode_command(layout, node),
         )
 
     def container(self, service: str) -> str:
-        """The container of a service (one replica): `<project>_<service>_1` (podman-compose), `-` for Docker."""
-        separator = "_" if self.engine.cli == "podman" else "-"
-        return separator.join([self.project, service, "1"])
+        """The container of a service (its one replica)."""
+        return self.engine.separator.join([self.project, service, "1"])
+
+    @property
+    def label(self) -> str:
+        """The label Docker Compose and podman-compose put on everything of the project (the intruder too)."""
+        return f"com.docker.compose.project={self.project}"
 
     @property
     def intruder(self) -> str:
@@ -324,37 +339,56 @@ class ComposeDeployment:
             (self.logs / f"{service}.log").write_text(done.stdout + done.stderr)
 
     def evidence(self) -> list[str]:
-        """The first log line of each EVIDENCE pattern, as `service: line` (cut at 200 characters)."""
+        """The first log line of each EVIDENCE pattern, as `service: line`; SmokeFailed if one is missing."""
         found = []
         for service, text in EVIDENCE:
             log_file = self.logs / f"{service}.log"
             lines = [line for line in log_file.read_text().splitlines() if text in line] if log_file.exists() else []
-            found.append(f"{service}: {_excerpt(lines[0], text) if lines else f'(no line with {text!r})'}")
+            if not lines:
+                raise SmokeFailed(f"{log_file} has no line with {text!r}")
+            found.append(f"{service}: {_excerpt(lines[0], text)}")
         return found
 
     def leftovers(self) -> list[str]:
-        """Containers, networks and volumes of this project still present."""
+        """Containers, networks and volumes of this project (by its label) still present."""
         found = []
-        for kind, listing in (("container", ("ps", "-a")), ("network", ("network", "ls")), ("volume", ("volume", "ls"))):
-            names = self.engine(*listing, "--format", "{{.Name}}" if kind != "container" else "{{.Names}}", check=False).stdout
-            found += [f"{kind} {name}" for name in names.split() if name.startswith(self.project)]
+        for kind, listing, name in (
+            ("container", ("ps", "-a"), "{{.Names}}"), ("network", ("network", "ls"), "{{.Name}}"),
+            ("volume", ("volume", "ls"), "{{.Name}}"),
+        ):
+            listed = self.engine(*listing, "--filter", f"label={self.label}", "--format", name, check=False).stdout
+            found += [f"{kind} {item}" for item in listed.split()]
         return found
 
     def __enter__(self) -> ComposeDeployment:
         self.logs.mkdir(parents=True, exist_ok=True)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        """Save the logs, then remove the intruder, every service, the network and the volumes."""
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Save the logs, remove the intruder, every service, the network and the volumes, then check that
+        nothing of the project is left; a second Ctrl-C or `kill` does not stop this halfway."""
+        handlers = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.save_logs()
-        except (OSError, subprocess.TimeoutExpired) as err:
-            print(f"could not save the service logs: {err}")
-        self.engine("rm", "-f", self.intruder, check=False)
-        subprocess.run(
-            [*self.engine.compose, "-p", self.project, "-f", str(self.compose_file), "down", "-v", "-t", "5"],
-            cwd=self.work_dir, env={**os.environ, "FEDRAS_PORT": str(self.port)}, capture_output=True, timeout=300,
-        )
+            steps = (
+                self.save_logs,
+                lambda: self.engine("rm", "-f", self.intruder, check=False),
+                lambda: self.compose("down", "-v", "-t", "5", check=False),
+            )
+            for step in steps:
+                try:
+                    step()
+                except (OSError, subprocess.TimeoutExpired) as err:
+                    print(f"teardown: {err}")
+            left = self.leftovers()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        if not left:
+            print(f"teardown: no container, network or volume of {self.project} left")
+        elif exc_type is None:
+            raise SmokeFailed(f"teardown left {', '.join(left)}")
+        else:
+            print(f"teardown left {', '.join(left)}")
 
 
 def smoke(engine: Engine, work_dir: Path, base: str | None, mirror: str, timeout: float) -> None:
@@ -379,9 +413,6 @@ def smoke(engine: Engine, work_dir: Path, base: str | None, mirror: str, timeout
               f"{last['up-bytes']:.0f} bytes up per user, hr@10 {last['hr@10']:.4f}); summary.json: {NODES} SuperNodes")
         print(f"intruder refused: {deployment.intruder_refused(timeout=120)}")
     print("\n".join(["log lines:", *deployment.evidence()]))
-    if leftovers := deployment.leftovers():
-        raise SmokeFailed(f"teardown left {', '.join(leftovers)}")
-    print(f"teardown: no container, network or volume of {deployment.project} left")
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -395,14 +426,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, help="folder for everything (default: a new temp folder)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds the Flower run may take (default 600)")
     args = parser.parse_args(argv)
+    if args.work_dir and args.work_dir.exists() and any(args.work_dir.iterdir()):
+        parser.error(f"--work-dir {args.work_dir} is not empty: name a new or empty folder (its files are made world-readable)")
     work_dir = (args.work_dir or Path(tempfile.mkdtemp(prefix="fedras-compose-smoke-"))).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _interrupt)  # tear down on `kill` too, as on Ctrl-C
     try:
+        work_dir.mkdir(parents=True, exist_ok=True)
         smoke(detect_engine(), work_dir, args.base_image, args.mirror, args.timeout)
     except (SmokeFailed, RunFailed, subprocess.TimeoutExpired, OSError) as err:
         print(f"compose smoke: FAILED after {time.monotonic() - started:.0f} s: {err} (logs: {work_dir / 'logs'})")
+        return 1
+    except Exception as err:  # anything unforeseen still ends with the verdict line
+        print(f"compose smoke: FAILED after {time.monotonic() - started:.0f} s: {type(err).__name__}: {err} "
+              f"(logs: {work_dir / 'logs'})")
         return 1
     except KeyboardInterrupt:
         print(f"compose smoke: INTERRUPTED after {time.monotonic() - started:.0f} s (logs: {work_dir / 'logs'})")
