@@ -1,0 +1,120 @@
+"""Calibrate a dataset's training budget: the learning rate and number of rounds at which the dense reference
+reaches its plateau on the validation items (never the test items), at a fixed number of clients per round.
+
+Each learning rate trains dense for `--rounds` rounds (one seed), evaluating every `--eval-every`. For each run:
+its best validation HR@10, and its plateau round, the first evaluation whose validation HR@10 is within
+`--tolerance` (relative) of that best. A run whose last third of evaluations still beat the best before it by
+more than the tolerance has not plateaued: raise --rounds. The recommended budget is the learning rate with the best validation
+HR@10 and its plateau round; it goes into the dataset's Hydra preset (fedras_flwr/conf/dataset/<name>.yaml).
+
+    python scripts/calibrate_budget.py --dataset lastfm-2k --data-dir ../shared/data/lastfm-2k \\
+        --clients-per-round 200 --rounds 400 --eval-every 20 --lrs 2,4,8
+
+Writes <out>/curves.csv (every evaluation), <out>/calibration.md (the table, the recommendation, the command and
+commit); finished runs (runs/lr-<lr>/summary.json) are reused when the command is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from fedras_flwr.config import RunConfig, parse_overrides
+from fedras_flwr.tooling.experiments import read_rounds, run_many
+
+REPO = Path(__file__).resolve().parents[1]
+METRIC = "val-hr@10"
+
+
+def plateau(records: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+    """Best validation HR@10, its round, the plateau round and whether the curve flattened by the end."""
+    evaluated = [r for r in records if r.get(METRIC) is not None]
+    if not evaluated:
+        raise ValueError("no evaluated round: lower --eval-every")
+    best = max(evaluated, key=lambda r: r[METRIC])
+    reached = next(r for r in evaluated if r[METRIC] >= (1.0 - tolerance) * best[METRIC])
+    cut = max(1, len(evaluated) * 2 // 3)  # the last third of the evaluations must not beat the rest by > tolerance
+    before, last_third = (max(r[METRIC] for r in part) for part in (evaluated[:cut], evaluated[cut:] or evaluated[-1:]))
+    flattened = len(evaluated) >= 3 and last_third <= (1.0 + tolerance) * before
+    return {
+        "best-val-hr@10": best[METRIC], "best-round": best["round"], "plateau-round": reached["round"],
+        "plateaued": flattened, "val-ndcg@10-at-plateau": reached.get("val-ndcg@10"),
+    }
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
+    return (done.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--data-dir", default="")
+    parser.add_argument("--model", default="mf")
+    parser.add_argument("--lrs", default="2,4,8", help="learning rates to try (comma-separated)")
+    parser.add_argument("--clients-per-round", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=400)
+    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--tolerance", type=float, default=0.01, help="relative gap to the best that counts as reached")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--out", default="", help="default: results/calibration/<dataset>-<model>")
+    parser.add_argument("--set", nargs="*", default=[], help="extra run-config overrides key=value")
+    args = parser.parse_args()
+
+    out = Path(args.out or REPO / "results" / "calibration" / f"{args.dataset}-{args.model}").resolve()
+    base = parse_overrides([
+        f"dataset={args.dataset}", f"data-dir={Path(args.data_dir).resolve() if args.data_dir else ''}",
+        f"model={args.model}", "codec=dense", f"num-server-rounds={args.rounds}",
+        f"clients-per-round={args.clients_per_round}", f"eval-every={args.eval_every}", f"seed={args.seed}", *args.set,
+    ])
+    lrs = [float(lr) for lr in args.lrs.split(",")]
+    run_dirs = {lr: out / "runs" / f"lr-{lr:g}" for lr in lrs}
+    todo = [lr for lr in lrs if not (run_dirs[lr] / "summary.json").is_file()]
+    configs = [base.replace(lr=lr, out_dir=str(run_dirs[lr])) for lr in todo]
+    print(f"{len(todo)} of {len(lrs)} runs to do ({len(lrs) - len(todo)} already finished in {out})", flush=True)
+    for lr, summary in zip(todo, run_many(configs, args.jobs)):
+        print(f"lr {lr:g}: final val-HR@10 {summary['final'][METRIC]:.4f}", flush=True)
+
+    rows, curves = [], []
+    for lr in lrs:
+        records = read_rounds(run_dirs[lr])
+        rows.append({"lr": lr, **plateau(records, args.tolerance)})
+        curves += [{"lr": lr, "round": r["round"], METRIC: r[METRIC], "val-ndcg@10": r.get("val-ndcg@10")}
+                   for r in records if r.get(METRIC) is not None]
+    with open(out / "curves.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(curves[0]))
+        writer.writeheader()
+        writer.writerows(curves)
+    chosen = max(rows, key=lambda row: row["best-val-hr@10"])
+    command = "python scripts/calibrate_budget.py " + shlex.join(sys.argv[1:])
+    lines = [
+        f"# Budget calibration: {args.dataset}, {args.model}, dense, {args.clients_per_round} clients per round",
+        "",
+        f"Command: `{command}`  ",
+        f"Commit: {commit()}; seed {args.seed}; evaluation every {args.eval_every} rounds; tolerance {args.tolerance:g}.",
+        "",
+        "| lr | best val HR@10 | at round | plateau round (within tolerance) | val NDCG@10 there | flat over the last third |",
+        "| ---: | ---: | ---: | ---: | ---: | --- |",
+        *[f"| {r['lr']:g} | {r['best-val-hr@10']:.4f} | {r['best-round']} | {r['plateau-round']} | "
+          f"{r['val-ndcg@10-at-plateau']:.4f} | {'yes' if r['plateaued'] else 'no: raise --rounds'} |" for r in rows],
+        "",
+        (f"Recommended: lr {chosen['lr']:g}, {chosen['plateau-round']} rounds x {args.clients_per_round} clients."
+         if chosen["plateaued"] else
+         f"No recommendation: the best learning rate ({chosen['lr']:g}) has not plateaued in {args.rounds} rounds."),
+    ]
+    (out / "calibration.md").write_text("\n".join(lines) + "\n")
+    (out / "calibration.json").write_text(json.dumps({"command": command, "commit": commit(), "runs": rows}, indent=2))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
