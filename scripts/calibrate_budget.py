@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fedras_flwr.config import RunConfig, parse_overrides
+from fedras_flwr.config import parse_overrides
 from fedras_flwr.tooling.experiments import read_rounds, run_many
 
 REPO = Path(__file__).resolve().parents[1]

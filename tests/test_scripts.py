@@ -35,3 +35,27 @@ def test_kmeans_cap_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     row = next(line for line in done.stdout.splitlines() if line.startswith("| 4 |"))
     assert row.count("x |") == 2 and int(row.split("|")[2]) >= 1  # K=4: some clusterings kept, two caps
+
+
+def test_results_matrix_runs_and_resumes(tmp_path):
+    args = ["--datasets", "synthetic", "--models", "mf", "--codecs", "dense,fedras", "--seeds", "0", "--jobs", "1",
+            "--out", str(tmp_path / "m1"), "--set", "run.num-server-rounds=2", "run.clients-per-round=10",
+            "run.eval-every=2", *(f"run.{setting}" for setting in TINY)]
+    done = run_script("results_matrix.py", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (tmp_path / "m1" / "results.md").read_text()
+    assert "| synthetic | mf | dense | 1 |" in table and "| synthetic | mf | fedras | 1 |" in table
+    assert (tmp_path / "m1" / "hr_vs_upload.png").stat().st_size > 0
+    assert "results_matrix.py --datasets synthetic" in (tmp_path / "m1" / "manifest.json").read_text()
+    again = run_script("results_matrix.py", *args, cwd=tmp_path)  # every run is read back, none repeated
+    assert again.returncode == 0 and "2 runs, 2 already done, 0 to run" in again.stdout
+
+
+def test_calibrate_budget_runs(tmp_path):
+    done = run_script("calibrate_budget.py", "--dataset", "synthetic", "--rounds", "4", "--eval-every", "1",
+                      "--lrs", "2,4", "--clients-per-round", "10", "--out", str(tmp_path / "cal"), "--set", *TINY,
+                      cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = (tmp_path / "cal" / "calibration.md").read_text()
+    assert "| 2 |" in table and "| 4 |" in table and "Commit:" in table
+    assert len((tmp_path / "cal" / "curves.csv").read_text().splitlines()) == 1 + 2 * 4  # header + 2 lrs x 4 evaluations

@@ -1,0 +1,176 @@
+"""Matrix 1, the headline results: datasets x backbones x {dense, sparse, fedras K=8, fedras adaptive} x seeds.
+
+Every run takes its budget from the dataset's Hydra preset (fedras_flwr/conf/dataset/<name>.yaml, calibrated by
+scripts/calibrate_budget.py), the backbone's from its model preset, the codec's from its codec preset, and runs
+the `mixed` device scenario (so fedras-adaptive has deadlines to fit; with stragglers waited for, the scenario
+changes no accuracy, only the simulated time). Runs go through the in-process loop, which gives the Flower app's
+metrics (tests/test_flower.py).
+
+    python scripts/results_matrix.py --data-dir ml-100k=../shared/data/ml-100k --datasets ml-100k --models mf
+
+Resumable: a run whose summary.json exists is read, not run again, so the same command continues where it
+stopped. Writes <out>/runs.csv (one row per run), <out>/results.md (mean +- std over seeds, ratios to dense),
+<out>/hr_vs_upload.png (HR@10 against upload bytes per client, log axis, one panel per dataset, seed spread as
+error bars) and <out>/manifest.json (commit and command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from fedras_flwr.config import RunConfig  # noqa: E402
+from fedras_flwr.tooling.experiments import mean_std, run_many  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "fedras_flwr" / "conf"
+DATASETS = ("ml-100k", "lastfm-2k", "amazon-games", "synthetic")
+MODELS = ("mf", "neumf")
+CODECS = ("dense", "sparse", "fedras", "fedras-adaptive")  # codec presets
+METRICS = ("hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full")
+
+
+def run_config(dataset: str, model: str, codec: str, seed: int, data_dirs: dict[str, str], extra: list[str]) -> RunConfig:
+    """The composed presets of one cell, as the sweep would run them, for one seed."""
+    overrides = [f"dataset={dataset}", f"model={model}", f"codec={codec}", "hetero=mixed", f"run.seed={seed}", *extra]
+    if dataset in data_dirs:
+        overrides.append(f"run.data-dir={Path(data_dirs[dataset]).resolve()}")
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        run = OmegaConf.to_container(compose(config_name="config", overrides=overrides).run, resolve=True)
+    return RunConfig.from_flat(run)
+
+
+def row(dataset: str, model: str, codec: str, cfg: RunConfig, summary: dict[str, Any]) -> dict[str, Any]:
+    """One run's figures; bytes per client are per upload and per trained user's download."""
+    uploads = max(1, cfg.num_server_rounds * cfg.clients_per_round)
+    return {
+        "dataset": dataset, "model": model, "codec": codec, "seed": cfg.seed,
+        **{metric: summary["final"][metric] for metric in METRICS},
+        "up-bytes": summary["total-up-bytes"] / uploads,
+        "down-bytes": (summary["total-down-bytes"] - summary["total-eval-down-bytes"]) / uploads,
+        "up-reduction-dense": summary["up-reduction-dense"], "up-reduction-sparse": summary["up-reduction-sparse"],
+        "rounds": cfg.num_server_rounds, "clients-per-round": cfg.clients_per_round, "lr": cfg.lr,
+        "wall-time": summary["wall-time"], "sim-time": summary["sim-time"],
+    }
+
+
+def write_table(rows: list[dict[str, Any]], out: Path) -> None:
+    """results.md: one block per (dataset, model), one line per codec, ratios to that block's dense."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["model"], r["codec"]), []).append(r)
+    lines = [
+        "| dataset | model | codec | seeds | HR@10 | NDCG@10 | HR@10 full | NDCG@10 full | x dense HR / NDCG | "
+        "upload B/client | download B/trained user | cut vs dense % | cut vs sparse % | wall s |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    order = {name: i for i, name in enumerate(CODECS)}
+    for (dataset, model, codec), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 99))):
+        dense = groups.get((dataset, model, "dense"), [])
+        ratio = "-"
+        if dense:
+            hr, ndcg = (statistics.mean(g[m] for g in group) / statistics.mean(d[m] for d in dense) for m in ("hr@10", "ndcg@10"))
+            ratio = f"{hr:.3f} / {ndcg:.3f}"
+        lines.append(
+            f"| {dataset} | {model} | {codec} | {len(group)} | " + " | ".join(mean_std([g[m] for g in group]) for m in METRICS)
+            + f" | {ratio} | {statistics.mean(g['up-bytes'] for g in group):,.0f} | "
+            f"{statistics.mean(g['down-bytes'] for g in group):,.0f} | {mean_std([g['up-reduction-dense'] for g in group], 2)} | "
+            f"{mean_std([g['up-reduction-sparse'] for g in group], 2)} | {statistics.mean(g['wall-time'] for g in group):.0f} |"
+        )
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def plot(rows: list[dict[str, Any]], out: Path) -> None:
+    """HR@10 (mean, seed std as error bar) against upload bytes per client, one panel per dataset."""
+    datasets = sorted({r["dataset"] for r in rows})
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.8), squeeze=False)
+    markers = dict(zip(CODECS, "osD^"))
+    for axis, dataset in zip(axes[0], datasets):
+        for model, colour in zip(MODELS, ("tab:blue", "tab:orange")):
+            for codec in CODECS:
+                group = [r for r in rows if (r["dataset"], r["model"], r["codec"]) == (dataset, model, codec)]
+                if not group:
+                    continue
+                hr = [g["hr@10"] for g in group]
+                axis.errorbar(
+                    statistics.mean(g["up-bytes"] for g in group), statistics.mean(hr),
+                    yerr=statistics.stdev(hr) if len(hr) > 1 else 0.0, marker=markers[codec], color=colour,
+                    linestyle="none", capsize=3, label=f"{model} {codec}",
+                )
+        axis.set_xscale("log")
+        axis.set_title(dataset)
+        axis.set_xlabel("upload bytes per client (log)")
+        axis.set_ylabel("HR@10 (test, last round)")
+        axis.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(out / "hr_vs_upload.png", dpi=120)
+    plt.close(figure)
+
+
+def commit() -> str:
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (head or "unknown") + (" (with uncommitted changes)" if dirty else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--codecs", default=",".join(CODECS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--data-dir", action="append", default=[], metavar="DATASET=PATH",
+                        help="folder of a dataset's official file (repeatable); else the preset's $FEDRAS_DATA_DIR")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", default=str(REPO / "results" / "matrix1"))
+    parser.add_argument("--set", nargs="*", default=[], help="extra Hydra overrides for every run, e.g. run.eval-every=50")
+    args = parser.parse_args()
+    data_dirs = dict(item.split("=", 1) for item in args.data_dir)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"command": "python scripts/results_matrix.py " + shlex.join(sys.argv[1:]), "commit": commit(),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+    cells = [(d, m, c, int(s)) for d in args.datasets.split(",") for m in args.models.split(",")
+             for c in args.codecs.split(",") for s in args.seeds.split(",")]
+    configs = {cell: run_config(*cell, data_dirs, args.set).replace(out_dir=str(out / "runs" / "-".join(map(str, cell))))
+               for cell in cells}
+    todo = [cell for cell in cells if not (Path(configs[cell].out_dir) / "summary.json").is_file()]
+    print(f"{len(cells)} runs, {len(cells) - len(todo)} already done, {len(todo)} to run ({args.jobs} at a time)", flush=True)
+    for cell, summary in zip(todo, run_many([configs[cell] for cell in todo], args.jobs)):
+        print(f"{' '.join(map(str, cell))}: HR@10 {summary['final']['hr@10']:.4f} NDCG@10 {summary['final']['ndcg@10']:.4f} "
+              f"cut vs dense {summary['up-reduction-dense']:.2f} %", flush=True)
+
+    rows = []
+    for cell in cells:
+        summary = json.loads((Path(configs[cell].out_dir) / "summary.json").read_text())
+        rows.append(row(*cell[:3], configs[cell], summary))
+    with open(out / "runs.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    write_table(rows, out)
+    plot(rows, out)
+    print(f"wrote {out / 'runs.csv'}, {out / 'results.md'}, {out / 'hr_vs_upload.png'}")
+
+
+if __name__ == "__main__":
+    main()
