@@ -20,13 +20,12 @@ import argparse
 import csv
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from fedras_flwr.config import parse_overrides
-from fedras_flwr.tooling.experiments import read_rounds, run_many
+from fedras_flwr.tooling.experiments import git_commit, read_rounds, run_many
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC = "val-hr@10"
@@ -48,12 +47,6 @@ def plateau(records: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
     }
 
 
-def commit() -> str:
-    done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
-    return (done.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)
@@ -69,6 +62,7 @@ def main() -> None:
     parser.add_argument("--out", default="", help="default: results/calibration/<dataset>-<model>")
     parser.add_argument("--set", nargs="*", default=[], help="extra run-config overrides key=value")
     args = parser.parse_args()
+    stamp = git_commit(REPO)  # of the code the runs start with
 
     out = Path(args.out or REPO / "results" / "calibration" / f"{args.dataset}-{args.model}").resolve()
     base = parse_overrides([
@@ -100,7 +94,7 @@ def main() -> None:
         f"# Budget calibration: {args.dataset}, {args.model}, dense, {args.clients_per_round} clients per round",
         "",
         f"Command: `{command}`  ",
-        f"Commit: {commit()}; seed {args.seed}; evaluation every {args.eval_every} rounds; tolerance {args.tolerance:g}.",
+        f"Commit: {stamp}; seed {args.seed}; evaluation every {args.eval_every} rounds; tolerance {args.tolerance:g}.",
         "",
         "| lr | best val HR@10 | at round | plateau round (within tolerance) | val NDCG@10 there | flat over the last third |",
         "| ---: | ---: | ---: | ---: | ---: | --- |",
@@ -112,7 +106,7 @@ def main() -> None:
          f"No recommendation: the best learning rate ({chosen['lr']:g}) has not plateaued in {args.rounds} rounds."),
     ]
     (out / "calibration.md").write_text("\n".join(lines) + "\n")
-    (out / "calibration.json").write_text(json.dumps({"command": command, "commit": commit(), "runs": rows}, indent=2))
+    (out / "calibration.json").write_text(json.dumps({"command": command, "commit": stamp, "runs": rows}, indent=2))
     print("\n".join(lines))
 
 

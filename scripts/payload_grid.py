@@ -1,13 +1,18 @@
-"""Accuracy at matched upload budgets: every codec at 50 ... 99 % upload reduction vs the dense reference.
+"""Matrix 2, accuracy at matched upload budgets: every codec at 50 ... 99 % upload reduction vs the dense reference.
 
-For each codec and level the codec's knob is calibrated on real round-1 client updates so that the
+For each dataset, codec and level the codec's knob is calibrated on real round-1 client updates so that the
 mean exact upload stays within the level's byte budget (as close to it as the knob allows); every
-(codec, level, seed) is then trained with the same model, data, rounds and seeds, and the script
-writes `grid.csv` (one row per run) and `grid.md` (mean +- std over seeds).
+(dataset, codec, level, seed) is then trained with the same model, data, rounds and seeds, taken from the
+dataset's Hydra preset (fedras_flwr/conf/dataset/<name>.yaml) and any `--set run.<key>=value`.
 
-    python scripts/payload_grid.py --dataset ml-100k --data-dir ../shared/data/ml-100k --out grid-ml100k
+    python scripts/payload_grid.py --datasets ml-100k,lastfm-2k --levels 96.88,99 \
+        --data-dir ml-100k=../shared/data/ml-100k --data-dir lastfm-2k=../shared/data/lastfm-2k
 
-Runs go through the in-process loop (fedras_flwr/tooling/experiments.py); `--jobs` runs that many in parallel.
+Resumable: a run whose summary.json exists is read, not run again. Writes <out>/grid.csv (one row per run),
+<out>/grid.md (mean +- std over seeds; a level a codec cannot reach is named), <out>/hr_vs_upload.png (HR@10
+against upload bytes per client, log axis, one panel per dataset, seed spread as error bars), <out>/plan.json
+(the calibrated settings) and <out>/manifest.json (commit and command). Runs go through the in-process loop
+(fedras_flwr/tooling/experiments.py); `--jobs` runs that many in parallel.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,12 +41,13 @@ from fedras_flwr.algorithm.data.split import NegativeSampler
 from fedras_flwr.algorithm.server import FederatedServer
 from fedras_flwr.algorithm.training import train_user
 from fedras_flwr.codecs import ItemUpdate, available_codecs, codec_class, wire_bytes
-from fedras_flwr.config import RunConfig, parse_overrides
-from fedras_flwr.tooling.experiments import mean_std, run_many
+from fedras_flwr.config import RunConfig
+from fedras_flwr.tooling.experiments import git_commit, mean_std, preset_config, run_many
 
 LEVELS = (50.0, 75.0, 87.5, 93.75, 96.88, 99.0)
 #: every codec that declares a budget parameter, and small-d: the dense codec with a smaller embedding
 CODECS = (*(name for name in available_codecs() if codec_class(name).budget_parameter(1)), "small-d")
+REPO = Path(__file__).resolve().parents[1]
 METRICS = ("hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full")
 
 
@@ -115,87 +124,137 @@ def calibrate(
 def result_row(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     cfg = RunConfig.from_flat(job["config"])
     return {
-        "codec": job["codec"], "level": job["level"], "seed": cfg.seed, "setting": job["setting"],
+        "dataset": cfg.dataset, "codec": job["codec"], "level": job["level"], "seed": cfg.seed, "setting": job["setting"],
         **{m: summary["final"][m] for m in METRICS},
         "up-reduction-dense": summary["up-reduction-dense"],
         "up-reduction-sparse": summary["up-reduction-sparse"],
         "up-bytes": summary["total-up-bytes"] / max(1, cfg.num_server_rounds * cfg.clients_per_round),
+        "rounds": cfg.num_server_rounds, "clients-per-round": cfg.clients_per_round,
         "out-dir": summary["out-dir"],
     }
 
 
-def write_tables(rows: list[dict[str, Any]], out: Path) -> None:
+def write_tables(rows: list[dict[str, Any]], unreachable: list[tuple[str, str, float]], out: Path) -> None:
     with open(out / "grid.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((row["codec"], row["level"]), []).append(row)
+        groups.setdefault((row["dataset"], row["codec"], row["level"]), []).append(row)
 
     lines = [
-        "| level | codec | setting | seeds | HR@10 | NDCG@10 | HR@10 full | NDCG@10 full | reduction vs dense % | reduction vs sparse % |",
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| dataset | level | codec | setting | seeds | HR@10 | NDCG@10 | HR@10 full | NDCG@10 full | reduction vs dense % | reduction vs sparse % |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for (codec, level), group in sorted(groups.items(), key=lambda kv: (kv[0][1], CODECS.index(kv[0][0]) if kv[0][0] in CODECS else 99)):
+    order = {codec: i for i, codec in enumerate(CODECS)}
+    for (dataset, codec, level), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], order.get(kv[0][1], 99))):
         lines.append(
-            f"| {level} | {codec} | {group[0]['setting']} | {len(group)} | "
+            f"| {dataset} | {level} | {codec} | {group[0]['setting']} | {len(group)} | "
             + " | ".join(mean_std([g[m] for g in group]) for m in METRICS)
             + f" | {mean_std([g['up-reduction-dense'] for g in group], 2)}"
             + f" | {mean_std([g['up-reduction-sparse'] for g in group], 2)} |"
         )
+    lines += [f"| {dataset} | {level} | {codec} | unreachable: no setting fits the budget | 0 | - | - | - | - | - | - |"
+              for dataset, codec, level in unreachable]
     (out / "grid.md").write_text("\n".join(lines) + "\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--data-dir", default="")
-    parser.add_argument("--out", default="outputs/payload-grid")
-    parser.add_argument("--levels", default=",".join(str(level) for level in LEVELS))
-    parser.add_argument("--codecs", default=",".join(CODECS))
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--clients-per-round", type=int, default=200)
-    parser.add_argument("--eval-every", type=int, default=50)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--set", nargs="*", default=[], help="extra run-config overrides key=value (typed as the defaults)")
-    args = parser.parse_args()
+def plot(rows: list[dict[str, Any]], out: Path) -> None:
+    """HR@10 (mean over seeds, their std as error bars) against upload bytes per client, a line per codec
+    across the levels, one panel per dataset."""
+    import matplotlib
 
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    base = parse_overrides([
-        f"dataset={args.dataset}", f"data-dir={Path(args.data_dir).resolve() if args.data_dir else ''}",
-        f"num-server-rounds={args.rounds}", f"clients-per-round={args.clients_per_round}",
-        f"eval-every={args.eval_every}", *args.set,
-    ])
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({r["dataset"] for r in rows})
+    figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
+    for axis, dataset in zip(axes[0], datasets):
+        for codec in CODECS:
+            levels = sorted({r["level"] for r in rows if (r["dataset"], r["codec"]) == (dataset, codec)})
+            if not levels:
+                continue
+            points = [[r for r in rows if (r["dataset"], r["codec"], r["level"]) == (dataset, codec, level)] for level in levels]
+            axis.errorbar(
+                [np.mean([g["up-bytes"] for g in group]) for group in points],
+                [np.mean([g["hr@10"] for g in group]) for group in points],
+                yerr=[np.std([g["hr@10"] for g in group], ddof=1) if len(group) > 1 else 0.0 for group in points],
+                marker="o", capsize=3, label=codec,
+            )
+        axis.set_xscale("log")
+        axis.set_title(dataset)
+        axis.set_xlabel("upload bytes per client (log)")
+        axis.set_ylabel("HR@10 (test, last round)")
+        axis.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(out / "hr_vs_upload.png", dpi=120)
+    plt.close(figure)
+
+
+def dataset_jobs(
+    dataset: str, data_dir: str, args: argparse.Namespace, out: Path
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[tuple[str, str, float]]]:
+    """One dataset's runs, its calibration plan and the (dataset, codec, level) no setting reaches."""
+    base = preset_config([f"dataset={dataset}", *args.set], data_dir)
     split = load_split(base)
     updates = sample_updates(base)
-    jobs, plan = [], {}
-    levels = [float(x) for x in args.levels.split(",")]
+    jobs, plan, unreachable = [], {}, []
     for codec in args.codecs.split(","):
-        settings = calibrate(base, codec, levels, updates, split.num_items)
+        settings = calibrate(base, codec, [float(x) for x in args.levels.split(",")], updates, split.num_items)
         for level, setting in settings.items():
             plan[f"{codec}@{level}"] = setting
             if setting is None:
-                print(f"{codec} cannot reach {level} % with any setting; skipped")
+                print(f"{dataset}: {codec} cannot reach {level} % with any setting; named in the table", flush=True)
+                unreachable.append((dataset, codec, level))
                 continue
             overrides = {k: v for k, v in setting.items() if k != "calibrated-bytes"}
             label = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in overrides.items() if k != "codec")
             for seed in (int(s) for s in args.seeds.split(",")):
-                run_dir = out / "runs" / f"{codec}-{level}-s{seed}"
+                run_dir = out / "runs" / f"{dataset}-{codec}-{level}-s{seed}"
                 config = {**base.to_flat(), **overrides, "seed": seed, "out-dir": str(run_dir)}
                 jobs.append({"codec": codec, "level": level, "setting": label, "config": config})
+    return jobs, plan, unreachable
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="synthetic", help="dataset presets (comma-separated)")
+    parser.add_argument("--data-dir", action="append", default=[], metavar="DATASET=PATH",
+                        help="folder of a dataset's official file (repeatable); else the preset's $FEDRAS_DATA_DIR")
+    parser.add_argument("--out", default="outputs/payload-grid")
+    parser.add_argument("--levels", default=",".join(str(level) for level in LEVELS))
+    parser.add_argument("--codecs", default=",".join(CODECS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides for every run, e.g. run.eval-every=50")
+    args = parser.parse_args()
+
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"command": "python scripts/payload_grid.py " + shlex.join(sys.argv[1:]), "commit": git_commit(REPO),
+                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    data_dirs = dict(item.split("=", 1) for item in args.data_dir)
+    jobs, plan, unreachable = [], {}, []
+    for dataset in args.datasets.split(","):
+        found = dataset_jobs(dataset, data_dirs.get(dataset, ""), args, out)
+        jobs += found[0]
+        plan[dataset] = found[1]
+        unreachable += found[2]
     (out / "plan.json").write_text(json.dumps(plan, indent=2))
-    print(f"{len(jobs)} runs, {args.jobs} at a time; calibration in {out / 'plan.json'}")
-    rows = []
-    for job, summary in zip(jobs, run_many([RunConfig.from_flat(j["config"]) for j in jobs], args.jobs)):
+    todo = [job for job in jobs if not (Path(job["config"]["out-dir"]) / "summary.json").is_file()]
+    print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run ({args.jobs} at a time); "
+          f"calibration in {out / 'plan.json'}", flush=True)
+    for job, summary in zip(todo, run_many([RunConfig.from_flat(j["config"]) for j in todo], args.jobs)):
         row = result_row(job, summary)
-        rows.append(row)
-        print(f"{row['codec']:8s} {row['level']:6.2f}% seed {row['seed']}: HR@10 {row['hr@10']:.4f} "
+        print(f"{row['dataset']} {row['codec']:8s} {row['level']:6.2f}% seed {row['seed']}: HR@10 {row['hr@10']:.4f} "
               f"NDCG@10 {row['ndcg@10']:.4f} reduction {row['up-reduction-dense']:.2f}%", flush=True)
-        write_tables(rows, out)
-    print(f"wrote {out / 'grid.csv'} and {out / 'grid.md'}")
+    rows = [result_row(job, json.loads((Path(job["config"]["out-dir"]) / "summary.json").read_text())) for job in jobs]
+    write_tables(rows, unreachable, out)
+    plot(rows, out)
+    print(f"wrote {out / 'grid.csv'}, {out / 'grid.md'} and {out / 'hr_vs_upload.png'}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import csv
 import json
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,14 +30,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from fedras_flwr.config import RunConfig  # noqa: E402
-from fedras_flwr.tooling.experiments import mean_std, run_many  # noqa: E402
+from fedras_flwr.tooling.experiments import git_commit, mean_std, preset_config, run_many  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "fedras_flwr" / "conf"
 DATASETS = ("ml-100k", "lastfm-2k", "amazon-games", "synthetic")
 MODELS = ("mf", "neumf")
 CODECS = ("dense", "sparse", "fedras", "fedras-adaptive")  # codec presets
@@ -48,11 +44,7 @@ METRICS = ("hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full")
 def run_config(dataset: str, model: str, codec: str, seed: int, data_dirs: dict[str, str], extra: list[str]) -> RunConfig:
     """The composed presets of one cell, as the sweep would run them, for one seed."""
     overrides = [f"dataset={dataset}", f"model={model}", f"codec={codec}", "hetero=mixed", f"run.seed={seed}", *extra]
-    if dataset in data_dirs:
-        overrides.append(f"run.data-dir={Path(data_dirs[dataset]).resolve()}")
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        run = OmegaConf.to_container(compose(config_name="config", overrides=overrides).run, resolve=True)
-    return RunConfig.from_flat(run)
+    return preset_config(overrides, data_dirs.get(dataset, ""))
 
 
 def row(dataset: str, model: str, codec: str, cfg: RunConfig, summary: dict[str, Any]) -> dict[str, Any]:
@@ -123,13 +115,6 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     plt.close(figure)
 
 
-def commit() -> str:
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return (head or "unknown") + (" (with uncommitted changes)" if dirty else "")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -145,7 +130,7 @@ def main() -> None:
     data_dirs = dict(item.split("=", 1) for item in args.data_dir)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"command": "python scripts/results_matrix.py " + shlex.join(sys.argv[1:]), "commit": commit(),
+    manifest = {"command": "python scripts/results_matrix.py " + shlex.join(sys.argv[1:]), "commit": git_commit(REPO),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 

@@ -22,11 +22,17 @@ def test_hetero_scenarios_runs(tmp_path):
 
 
 def test_payload_grid_runs(tmp_path):
-    done = run_script("payload_grid.py", "--rounds", "2", "--clients-per-round", "10", "--eval-every", "2",
-                      "--codecs", "fedras,topk", "--levels", "90.0", "--seeds", "0", "--jobs", "1",
-                      "--out", str(tmp_path / "grid"), "--set", *TINY, cwd=tmp_path)
+    args = ["--codecs", "fedras,topk,small-d", "--levels", "90.0,99.9", "--seeds", "0", "--jobs", "1",
+            "--out", str(tmp_path / "grid"), "--set", "run.num-server-rounds=2", "run.clients-per-round=10",
+            "run.eval-every=2", *(f"run.{setting}" for setting in TINY)]
+    done = run_script("payload_grid.py", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "fedras" in (tmp_path / "grid" / "grid.md").read_text()
+    table = (tmp_path / "grid" / "grid.md").read_text()
+    assert "| synthetic | 90.0 | fedras |" in table and "| synthetic | 90.0 | topk |" in table
+    assert "| synthetic | 99.9 | small-d | unreachable" in table  # d = 32: small-d cannot cut more than 1 - 1/32
+    assert (tmp_path / "grid" / "hr_vs_upload.png").stat().st_size > 0
+    again = run_script("payload_grid.py", *args, cwd=tmp_path)  # every run is read back, none repeated
+    assert again.returncode == 0 and " 0 to run " in again.stdout
 
 
 def test_kmeans_cap_runs(tmp_path):

@@ -7,12 +7,36 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import subprocess
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
 from fedras_flwr.config import RunConfig
 from fedras_flwr.tooling.inprocess import run_inprocess
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def preset_config(overrides: Sequence[str], data_dir: str = "") -> RunConfig:
+    """A run's config composed from the Hydra presets (`dataset=`, `model=`, `codec=`, `hetero=` groups and
+    `run.<key>=` overrides), as a sweep job gets it; `data_dir`, if given, replaces the preset's."""
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        run = OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)).run, resolve=True)
+    if data_dir:
+        run["data-dir"] = str(Path(data_dir).resolve())
+    return RunConfig.from_flat(run)
+
+
+def git_commit(repo: Path) -> str:
+    """The checkout's commit, marked when tracked files differ from it: the stamp of a results file."""
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return (head.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
 
 def _run(flat_config: dict[str, Any]) -> dict[str, Any]:
