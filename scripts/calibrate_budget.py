@@ -4,14 +4,17 @@ reaches its plateau on the validation items (never the test items), at a fixed n
 Each learning rate trains dense for `--rounds` rounds (one seed), evaluating every `--eval-every`. For each run:
 its best validation HR@10, and its plateau round, the first evaluation whose validation HR@10 is within
 `--tolerance` (relative) of that best. A run whose last third of evaluations still beat the best before it by
-more than the tolerance has not plateaued: raise --rounds. The recommended budget is the learning rate with the best validation
-HR@10 and its plateau round; it goes into the dataset's Hydra preset (fedras_flwr/conf/dataset/<name>.yaml).
+more than the tolerance has not plateaued: raise --rounds. The recommended budget is the cheapest that reaches
+the plateau: among the learning rates whose best validation HR@10 is within the tolerance of the best of all, the
+one with the earliest plateau round. It goes into fedras_flwr/conf/budget/<dataset>-<model>.yaml, which every run
+composed from the Hydra presets with that dataset and model takes.
 
     python scripts/calibrate_budget.py --dataset lastfm-2k --data-dir ../shared/data/lastfm-2k \\
         --clients-per-round 200 --rounds 400 --eval-every 20 --lrs 2,4,8
 
 Writes <out>/curves.csv (every evaluation), <out>/calibration.md (the table, the recommendation, the command and
-commit); finished runs (runs/lr-<lr>/summary.json) are reused when the command is run again.
+commit). Run again, the command reads finished runs back (runs/lr-<lr>/) and resumes stopped ones from their
+checkpoints; a run folder made with other settings stops it.
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from fedras_flwr.config import parse_overrides
-from fedras_flwr.tooling.experiments import git_commit, read_rounds, run_many
+from fedras_flwr.tooling.experiments import (
+    StaleRun,
+    git_commit,
+    mean_std,
+    planned_run,
+    read_rounds,
+    run_commits,
+    run_many,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC = "val-hr@10"
@@ -45,6 +56,14 @@ def plateau(records: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
         "best-val-hr@10": best[METRIC], "best-round": best["round"], "plateau-round": reached["round"],
         "plateaued": flattened, "val-ndcg@10-at-plateau": reached.get("val-ndcg@10"),
     }
+
+
+def recommend(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+    """The cheapest budget that reaches the plateau: among the learning rates whose best validation HR@10 is
+    within `tolerance` of the best of all, the one that reaches it in the fewest rounds."""
+    best = max(row["best-val-hr@10"] for row in rows)
+    near = [row for row in rows if row["best-val-hr@10"] >= (1.0 - tolerance) * best]
+    return min(near, key=lambda row: (row["plateau-round"], -row["best-val-hr@10"]))
 
 
 def main() -> None:
@@ -72,10 +91,13 @@ def main() -> None:
     ])
     lrs = [float(lr) for lr in args.lrs.split(",")]
     run_dirs = {lr: out / "runs" / f"lr-{lr:g}" for lr in lrs}
-    todo = [lr for lr in lrs if not (run_dirs[lr] / "summary.json").is_file()]
-    configs = [base.replace(lr=lr, out_dir=str(run_dirs[lr])) for lr in todo]
+    try:
+        planned = {lr: planned_run(base.replace(lr=lr, out_dir=str(run_dirs[lr])), stamp) for lr in lrs}
+    except StaleRun as err:
+        sys.exit(f"calibrate_budget: {err}")
+    todo = [lr for lr in lrs if planned[lr][1] is None]
     print(f"{len(todo)} of {len(lrs)} runs to do ({len(lrs) - len(todo)} already finished in {out})", flush=True)
-    for lr, summary in zip(todo, run_many(configs, args.jobs)):
+    for lr, summary in zip(todo, run_many([planned[lr][0] for lr in todo], args.jobs)):
         print(f"lr {lr:g}: final val-HR@10 {summary['final'][METRIC]:.4f}", flush=True)
 
     rows, curves = [], []
@@ -88,25 +110,26 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=list(curves[0]))
         writer.writeheader()
         writer.writerows(curves)
-    chosen = max(rows, key=lambda row: row["best-val-hr@10"])
+    chosen = recommend(rows, args.tolerance)
     command = "python scripts/calibrate_budget.py " + shlex.join(sys.argv[1:])
     lines = [
         f"# Budget calibration: {args.dataset}, {args.model}, dense, {args.clients_per_round} clients per round",
         "",
         f"Command: `{command}`  ",
-        f"Commit: {stamp}; seed {args.seed}; evaluation every {args.eval_every} rounds; tolerance {args.tolerance:g}.",
+        f"Runs made on: {', '.join(run_commits(list(run_dirs.values())))}; seed {args.seed}; evaluation every "
+        f"{args.eval_every} rounds; tolerance {args.tolerance:g}.",
         "",
         "| lr | best val HR@10 | at round | plateau round (within tolerance) | val NDCG@10 there | flat over the last third |",
         "| ---: | ---: | ---: | ---: | ---: | --- |",
         *[f"| {r['lr']:g} | {r['best-val-hr@10']:.4f} | {r['best-round']} | {r['plateau-round']} | "
-          f"{r['val-ndcg@10-at-plateau']:.4f} | {'yes' if r['plateaued'] else 'no: raise --rounds'} |" for r in rows],
+          f"{mean_std([r['val-ndcg@10-at-plateau']])} | {'yes' if r['plateaued'] else 'no: raise --rounds'} |" for r in rows],
         "",
         (f"Recommended: lr {chosen['lr']:g}, {chosen['plateau-round']} rounds x {args.clients_per_round} clients."
          if chosen["plateaued"] else
          f"No recommendation: the best learning rate ({chosen['lr']:g}) has not plateaued in {args.rounds} rounds."),
     ]
     (out / "calibration.md").write_text("\n".join(lines) + "\n")
-    (out / "calibration.json").write_text(json.dumps({"command": command, "commit": stamp, "runs": rows}, indent=2))
+    (out / "calibration.json").write_text(json.dumps({"command": command, "commits": run_commits(list(run_dirs.values())), "runs": rows}, indent=2))
     print("\n".join(lines))
 
 

@@ -5,14 +5,15 @@ mean exact upload stays within the level's byte budget (as close to it as the kn
 (dataset, codec, level, seed) is then trained with the same model, data, rounds and seeds, taken from the
 dataset's Hydra preset (fedras_flwr/conf/dataset/<name>.yaml) and any `--set run.<key>=value`.
 
-    python scripts/payload_grid.py --datasets ml-100k,lastfm-2k --levels 96.88,99 \
-        --data-dir ml-100k=../shared/data/ml-100k --data-dir lastfm-2k=../shared/data/lastfm-2k
+    python scripts/payload_grid.py --data-dir ml-100k=../shared/data/ml-100k --data-dir lastfm-2k=../shared/data/lastfm-2k
 
-Resumable: a run whose summary.json exists is read, not run again. Writes <out>/grid.csv (one row per run),
-<out>/grid.md (mean +- std over seeds; a level a codec cannot reach is named), <out>/hr_vs_upload.png (HR@10
-against upload bytes per client, log axis, one panel per dataset, seed spread as error bars), <out>/plan.json
-(the calibrated settings) and <out>/manifest.json (commit and command). Runs go through the in-process loop
-(fedras_flwr/tooling/experiments.py); `--jobs` runs that many in parallel.
+runs Matrix 2 (ML-100K and Last.fm at 96.88 and 99 %, every codec, seeds 0-2) into results/matrix2/. Resumable:
+a finished run is read, not run again; a stopped one resumes from its checkpoints; a run folder made with other
+settings stops the command. Writes <out>/grid.csv (one row per run), <out>/grid.md (mean +- std over seeds; a
+level a codec cannot reach is named), <out>/hr_vs_upload.png (HR@10 against upload bytes per client, log axis,
+one panel per dataset, seed spread as error bars), <out>/plan.json (the calibrated settings) and
+<out>/manifest.json (the command, every commit a run was started or resumed on). Runs go through the in-process
+loop (fedras_flwr/tooling/experiments.py); `--jobs` runs that many in parallel.
 """
 
 from __future__ import annotations
@@ -42,7 +43,16 @@ from fedras_flwr.algorithm.server import FederatedServer
 from fedras_flwr.algorithm.training import train_user
 from fedras_flwr.codecs import ItemUpdate, available_codecs, codec_class, wire_bytes
 from fedras_flwr.config import RunConfig
-from fedras_flwr.tooling.experiments import git_commit, mean_std, preset_config, run_many
+from fedras_flwr.tooling.experiments import (
+    bytes_per_client,
+    calibrated_budget,
+    git_commit,
+    mean_std,
+    planned_run,
+    preset_config,
+    run_commits,
+    run_many,
+)
 
 LEVELS = (50.0, 75.0, 87.5, 93.75, 96.88, 99.0)
 #: every codec that declares a budget parameter, and small-d: the dense codec with a smaller embedding
@@ -123,22 +133,24 @@ def calibrate(
 
 def result_row(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     cfg = RunConfig.from_flat(job["config"])
+    up_bytes, _ = bytes_per_client(cfg.out_dir, summary)
     return {
         "dataset": cfg.dataset, "codec": job["codec"], "level": job["level"], "seed": cfg.seed, "setting": job["setting"],
         **{m: summary["final"][m] for m in METRICS},
         "up-reduction-dense": summary["up-reduction-dense"],
         "up-reduction-sparse": summary["up-reduction-sparse"],
-        "up-bytes": summary["total-up-bytes"] / max(1, cfg.num_server_rounds * cfg.clients_per_round),
+        "up-bytes": up_bytes,
         "rounds": cfg.num_server_rounds, "clients-per-round": cfg.clients_per_round,
         "out-dir": summary["out-dir"],
     }
 
 
 def write_tables(rows: list[dict[str, Any]], unreachable: list[tuple[str, str, float]], out: Path) -> None:
-    with open(out / "grid.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    if rows:
+        with open(out / "grid.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault((row["dataset"], row["codec"], row["level"]), []).append(row)
@@ -169,6 +181,8 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     datasets = sorted({r["dataset"] for r in rows})
+    if not datasets:
+        return
     figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
     for axis, dataset in zip(axes[0], datasets):
         for codec in CODECS:
@@ -198,6 +212,7 @@ def dataset_jobs(
 ) -> tuple[list[dict[str, Any]], dict[str, Any], list[tuple[str, str, float]]]:
     """One dataset's runs, its calibration plan and the (dataset, codec, level) no setting reaches."""
     base = preset_config([f"dataset={dataset}", *args.set], data_dir)
+    calibrated_budget(dataset, base.model)
     split = load_split(base)
     updates = sample_updates(base)
     jobs, plan, unreachable = [], {}, []
@@ -220,11 +235,11 @@ def dataset_jobs(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default="synthetic", help="dataset presets (comma-separated)")
+    parser.add_argument("--datasets", default="ml-100k,lastfm-2k", help="dataset presets (comma-separated)")
     parser.add_argument("--data-dir", action="append", default=[], metavar="DATASET=PATH",
                         help="folder of a dataset's official file (repeatable); else the preset's $FEDRAS_DATA_DIR")
-    parser.add_argument("--out", default="outputs/payload-grid")
-    parser.add_argument("--levels", default=",".join(str(level) for level in LEVELS))
+    parser.add_argument("--out", default=str(REPO / "results" / "matrix2"))
+    parser.add_argument("--levels", default="96.88,99", help=f"upload reduction levels in %%, e.g. {LEVELS}")
     parser.add_argument("--codecs", default=",".join(CODECS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--jobs", type=int, default=2)
@@ -233,28 +248,34 @@ def main() -> None:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"command": "python scripts/payload_grid.py " + shlex.join(sys.argv[1:]), "commit": git_commit(REPO),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    command = "python scripts/payload_grid.py " + shlex.join(sys.argv[1:])
     data_dirs = dict(item.split("=", 1) for item in args.data_dir)
     jobs, plan, unreachable = [], {}, []
-    for dataset in args.datasets.split(","):
-        found = dataset_jobs(dataset, data_dirs.get(dataset, ""), args, out)
-        jobs += found[0]
-        plan[dataset] = found[1]
-        unreachable += found[2]
+    try:
+        for dataset in args.datasets.split(","):
+            found = dataset_jobs(dataset, data_dirs.get(dataset, ""), args, out)
+            jobs += found[0]
+            plan[dataset] = found[1]
+            unreachable += found[2]
+        commit = git_commit(REPO)
+        planned = [planned_run(RunConfig.from_flat(job["config"]), commit) for job in jobs]
+    except (ValueError, OSError) as err:  # a preset without a budget, a run folder of other settings
+        sys.exit(f"payload_grid: {err}")
     (out / "plan.json").write_text(json.dumps(plan, indent=2))
-    todo = [job for job in jobs if not (Path(job["config"]["out-dir"]) / "summary.json").is_file()]
+    todo = [(job, cfg) for job, (cfg, summary) in zip(jobs, planned) if summary is None]
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run ({args.jobs} at a time); "
           f"calibration in {out / 'plan.json'}", flush=True)
-    for job, summary in zip(todo, run_many([RunConfig.from_flat(j["config"]) for j in todo], args.jobs)):
+    for (job, _), summary in zip(todo, run_many([cfg for _, cfg in todo], args.jobs)):
         row = result_row(job, summary)
         print(f"{row['dataset']} {row['codec']:8s} {row['level']:6.2f}% seed {row['seed']}: HR@10 {row['hr@10']:.4f} "
               f"NDCG@10 {row['ndcg@10']:.4f} reduction {row['up-reduction-dense']:.2f}%", flush=True)
     rows = [result_row(job, json.loads((Path(job["config"]["out-dir"]) / "summary.json").read_text())) for job in jobs]
     write_tables(rows, unreachable, out)
     plot(rows, out)
-    print(f"wrote {out / 'grid.csv'}, {out / 'grid.md'} and {out / 'hr_vs_upload.png'}")
+    manifest = {"command": command, "commits": run_commits([Path(job["config"]["out-dir"]) for job in jobs]),
+                "written": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {out / 'grid.csv'}, {out / 'grid.md'}, {out / 'hr_vs_upload.png'} and {out / 'manifest.json'}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ metrics (tests/test_flower.py).
 Resumable: a run whose summary.json exists is read, not run again, so the same command continues where it
 stopped. Writes <out>/runs.csv (one row per run), <out>/results.md (mean +- std over seeds, ratios to dense),
 <out>/hr_vs_upload.png (HR@10 against upload bytes per client, log axis, one panel per dataset, seed spread as
-error bars) and <out>/manifest.json (commit and command).
+error bars) and <out>/manifest.json (the command, and every commit a run was started or resumed on). A run
+stopped midway resumes from its checkpoints; a run folder made with other settings stops the command.
 """
 
 from __future__ import annotations
@@ -32,7 +33,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fedras_flwr.config import RunConfig  # noqa: E402
-from fedras_flwr.tooling.experiments import git_commit, mean_std, preset_config, run_many  # noqa: E402
+from fedras_flwr.tooling.experiments import (  # noqa: E402
+    bytes_per_client,
+    calibrated_budget,
+    git_commit,
+    mean_std,
+    planned_run,
+    preset_config,
+    run_commits,
+    run_many,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("ml-100k", "lastfm-2k", "amazon-games", "synthetic")
@@ -49,14 +59,13 @@ def run_config(dataset: str, model: str, codec: str, seed: int, data_dirs: dict[
 
 def row(dataset: str, model: str, codec: str, cfg: RunConfig, summary: dict[str, Any]) -> dict[str, Any]:
     """One run's figures; bytes per client are per upload and per trained user's download."""
-    uploads = max(1, cfg.num_server_rounds * cfg.clients_per_round)
+    up_bytes, down_bytes = bytes_per_client(cfg.out_dir, summary)
     return {
         "dataset": dataset, "model": model, "codec": codec, "seed": cfg.seed,
         **{metric: summary["final"][metric] for metric in METRICS},
-        "up-bytes": summary["total-up-bytes"] / uploads,
-        "down-bytes": (summary["total-down-bytes"] - summary["total-eval-down-bytes"]) / uploads,
+        "up-bytes": up_bytes, "down-bytes": down_bytes,
         "up-reduction-dense": summary["up-reduction-dense"], "up-reduction-sparse": summary["up-reduction-sparse"],
-        "rounds": cfg.num_server_rounds, "clients-per-round": cfg.clients_per_round, "lr": cfg.lr,
+        "rounds": cfg.num_server_rounds, "clients-per-round": cfg.clients_per_round, "lr": cfg.effective_lr,
         "wall-time": summary["wall-time"], "sim-time": summary["sim-time"],
     }
 
@@ -130,31 +139,41 @@ def main() -> None:
     data_dirs = dict(item.split("=", 1) for item in args.data_dir)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"command": "python scripts/results_matrix.py " + shlex.join(sys.argv[1:]), "commit": git_commit(REPO),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-
-    cells = [(d, m, c, int(s)) for d in args.datasets.split(",") for m in args.models.split(",")
-             for c in args.codecs.split(",") for s in args.seeds.split(",")]
-    configs = {cell: run_config(*cell, data_dirs, args.set).replace(out_dir=str(out / "runs" / "-".join(map(str, cell))))
-               for cell in cells}
-    todo = [cell for cell in cells if not (Path(configs[cell].out_dir) / "summary.json").is_file()]
+    command = "python scripts/results_matrix.py " + shlex.join(sys.argv[1:])
+    datasets = args.datasets.split(",")
+    try:
+        for dataset in datasets:
+            for model in args.models.split(","):
+                calibrated_budget(dataset, model)
+        cells = [(d, m, c, int(s)) for d in datasets for m in args.models.split(",")
+                 for c in args.codecs.split(",") for s in args.seeds.split(",")]
+        commit = git_commit(REPO)
+        plans = {}
+        for cell in cells:
+            cfg = run_config(*cell, data_dirs, args.set).replace(out_dir=str(out / "runs" / "-".join(map(str, cell))))
+            plans[cell] = planned_run(cfg, commit)
+    except (ValueError, OSError) as err:  # a preset without a budget, a run folder of other settings
+        sys.exit(f"results_matrix: {err}")
+    todo = [cell for cell in cells if plans[cell][1] is None]
     print(f"{len(cells)} runs, {len(cells) - len(todo)} already done, {len(todo)} to run ({args.jobs} at a time)", flush=True)
-    for cell, summary in zip(todo, run_many([configs[cell] for cell in todo], args.jobs)):
+    for cell, summary in zip(todo, run_many([plans[cell][0] for cell in todo], args.jobs)):
         print(f"{' '.join(map(str, cell))}: HR@10 {summary['final']['hr@10']:.4f} NDCG@10 {summary['final']['ndcg@10']:.4f} "
               f"cut vs dense {summary['up-reduction-dense']:.2f} %", flush=True)
 
     rows = []
     for cell in cells:
-        summary = json.loads((Path(configs[cell].out_dir) / "summary.json").read_text())
-        rows.append(row(*cell[:3], configs[cell], summary))
+        cfg = plans[cell][0]
+        rows.append(row(*cell[:3], cfg, json.loads((Path(cfg.out_dir) / "summary.json").read_text())))
     with open(out / "runs.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     write_table(rows, out)
     plot(rows, out)
-    print(f"wrote {out / 'runs.csv'}, {out / 'results.md'}, {out / 'hr_vs_upload.png'}")
+    manifest = {"command": command, "commits": run_commits([Path(plans[cell][0].out_dir) for cell in cells]),
+                "written": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote {out / 'runs.csv'}, {out / 'results.md'}, {out / 'hr_vs_upload.png'}, {out / 'manifest.json'}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import sys
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
-from calibrate_budget import plateau  # noqa: E402
+from calibrate_budget import plateau, recommend  # noqa: E402
 
 
 def curve(*values: float) -> list[dict]:
@@ -27,3 +27,13 @@ def test_a_curve_still_rising_in_its_last_third_has_not_plateaued():
 def test_a_dip_after_the_peak_still_counts_as_a_plateau():
     found = plateau(curve(0.40, 0.60, 0.61, 0.60, 0.58, 0.59), tolerance=0.01)
     assert found["best-round"] == 30 and found["plateau-round"] == 30 and found["plateaued"]  # 0.60 < 0.99 x 0.61
+
+
+def test_the_recommendation_is_the_cheapest_near_best_budget():
+    rows = [
+        {"lr": 2.0, "best-val-hr@10": 0.690, "plateau-round": 140},
+        {"lr": 4.0, "best-val-hr@10": 0.6833, "plateau-round": 110},  # 0.99 x 0.690 = 0.6831: near enough, sooner
+        {"lr": 8.0, "best-val-hr@10": 0.675, "plateau-round": 60},  # soonest, but 0.978 x the best
+    ]
+    assert recommend(rows, tolerance=0.01)["lr"] == 4.0
+    assert recommend(rows, tolerance=0.001)["lr"] == 2.0

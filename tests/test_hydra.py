@@ -29,7 +29,7 @@ def test_default_composition_equals_pyproject_run_config():
     assert run == pyproject == flat_defaults()
 
 
-@pytest.mark.parametrize("group", ["dataset", "model", "codec", "hetero"])
+@pytest.mark.parametrize("group", ["dataset", "model", "codec", "hetero", "budget"])
 def test_every_group_option_sets_known_keys_and_validates(group, monkeypatch):
     monkeypatch.setenv("FEDRAS_DATA_DIR", "/data")
     for option in sorted((CONF / group).glob("*.yaml")):
@@ -81,3 +81,12 @@ def test_failed_job_is_named_and_the_multirun_exits_non_zero(tmp_path):
     summaries = list((tmp_path / "multirun").rglob("summary.json"))
     assert len(summaries) == 1 and "optimizer=sgd" in str(summaries[0])  # the good job still ran, via Flower
     assert Path(summaries[0].parent.parent / "flwr.log").is_file()
+
+
+def test_a_dataset_and_model_get_their_calibrated_budget():
+    budget = yaml.safe_load((CONF / "budget" / "ml-100k-mf.yaml").read_text())
+    run = OmegaConf.to_container(composed("dataset=ml-100k").run, resolve=True)
+    assert {key: run[key] for key in budget} == budget
+    neumf = OmegaConf.to_container(composed("dataset=ml-100k", "model=neumf").run, resolve=True)
+    assert neumf["lr"] == flat_defaults()["lr"]  # no NeuMF budget file: the model's own default, not MF's lr
+    assert composed("dataset=ml-100k", "run.num-server-rounds=7").run["num-server-rounds"] == 7

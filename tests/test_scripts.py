@@ -22,7 +22,7 @@ def test_hetero_scenarios_runs(tmp_path):
 
 
 def test_payload_grid_runs(tmp_path):
-    args = ["--codecs", "fedras,topk,small-d", "--levels", "90.0,99.9", "--seeds", "0", "--jobs", "1",
+    args = ["--datasets", "synthetic", "--codecs", "fedras,topk,small-d", "--levels", "90.0,99.9", "--seeds", "0", "--jobs", "1",
             "--out", str(tmp_path / "grid"), "--set", "run.num-server-rounds=2", "run.clients-per-round=10",
             "run.eval-every=2", *(f"run.{setting}" for setting in TINY)]
     done = run_script("payload_grid.py", *args, cwd=tmp_path)
@@ -63,5 +63,5 @@ def test_calibrate_budget_runs(tmp_path):
                       cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "cal" / "calibration.md").read_text()
-    assert "| 2 |" in table and "| 4 |" in table and "Commit:" in table
+    assert "| 2 |" in table and "| 4 |" in table and "Runs made on: " in table and "Recommended: lr" in table
     assert len((tmp_path / "cal" / "curves.csv").read_text().splitlines()) == 1 + 2 * 4  # header + 2 lrs x 4 evaluations

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from fedras_flwr.config import RunConfig
 from fedras_flwr.tooling.inprocess import run_inprocess
+from fedras_flwr.tooling.session import CHECKPOINTS
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -29,6 +30,23 @@ def preset_config(overrides: Sequence[str], data_dir: str = "") -> RunConfig:
     if data_dir:
         run["data-dir"] = str(Path(data_dir).resolve())
     return RunConfig.from_flat(run)
+
+
+BUDGET_KEYS = ("num-server-rounds", "clients-per-round", "lr")
+
+
+def calibrated_budget(dataset: str, model: str) -> dict[str, Any]:
+    """The training budget of a dataset and model (conf/budget/<dataset>-<model>.yaml, which a run composed from
+    the presets takes); a missing one is refused, as the runs would quietly take the generic defaults."""
+    path = CONF / "budget" / f"{dataset}-{model}.yaml"
+    preset = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else {}
+    missing = [key for key in BUDGET_KEYS if key not in preset]
+    if missing:
+        raise ValueError(
+            f"{dataset} with {model} has no calibrated {', '.join(missing)} in fedras_flwr/conf/budget/{path.name}: "
+            f"find them with scripts/calibrate_budget.py and write them there"
+        )
+    return {key: preset[key] for key in BUDGET_KEYS}
 
 
 def git_commit(repo: Path) -> str:
@@ -48,6 +66,58 @@ def run_many(configs: Sequence[RunConfig], jobs: int) -> Iterator[dict[str, Any]
     """Summaries of every run, in order, `jobs` processes at a time."""
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         yield from pool.map(_run, [cfg.to_flat() for cfg in configs])
+
+
+#: Keys a finished run may differ in from the config asked for and still count as that run.
+SAME_RUN_EXCEPT = {"out-dir", "resume", "data-dir", "cache-dir"}
+
+
+class StaleRun(ValueError):
+    """A run folder holds a run made with other settings."""
+
+
+def planned_run(cfg: RunConfig, commit: str) -> tuple[RunConfig, dict[str, Any] | None]:
+    """What a resumable experiment does with `cfg.out_dir`: (cfg, its summary) when the run finished with these
+    settings; (the config to run, None) otherwise, resuming from the checkpoints a stopped run left. The run's
+    folder gets `commit` appended to its commits.txt. StaleRun when the folder's run had other settings."""
+    run_dir = Path(cfg.out_dir)
+    summary_file = run_dir / "summary.json"
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+        asked = cfg.to_flat()
+        differing = sorted(k for k, v in summary["config"].items() if k not in SAME_RUN_EXCEPT and asked.get(k) != v)
+        if differing:
+            raise StaleRun(
+                f"{run_dir} holds a run made with other settings ({', '.join(differing)}): delete that folder, "
+                f"or give another output folder"
+            )
+        return cfg, summary
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "commits.txt", "a") as stamp:
+        stamp.write(commit + "\n")
+    if any((run_dir / CHECKPOINTS).glob("*")):
+        return cfg.replace(resume=str(run_dir)), None
+    return cfg, None
+
+
+def run_commits(run_dirs: Sequence[Path]) -> list[str]:
+    """Every commit the runs were started or resumed on (commits.txt), in first-seen order."""
+    seen: dict[str, None] = {}
+    for run_dir in run_dirs:
+        stamp = Path(run_dir) / "commits.txt"
+        for line in stamp.read_text().splitlines() if stamp.is_file() else ["unknown (no commits.txt)"]:
+            seen.setdefault(line, None)
+    return list(seen)
+
+
+def bytes_per_client(run_dir: str | Path, summary: dict[str, Any]) -> tuple[float, float]:
+    """Mean bytes of one upload and of one trained user's download, over the uploads and downloads that
+    happened (rounds.jsonl `uploads`, `down-users`), not rounds x clients-per-round."""
+    records = read_rounds(run_dir)
+    uploads = sum(r.get("uploads") or 0 for r in records)
+    downloads = sum(r.get("down-users") or 0 for r in records)
+    training_down = summary["total-down-bytes"] - summary["total-eval-down-bytes"]
+    return summary["total-up-bytes"] / max(1, uploads), training_down / max(1, downloads)
 
 
 def read_rounds(out_dir: str | Path) -> list[dict[str, Any]]:

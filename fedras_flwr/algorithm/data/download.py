@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import shutil
+import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -160,15 +161,9 @@ def _download_verified(name: str, cache_dir: str) -> Path:
     extracted = root / name / Path(source.member).name
     if extracted.is_file():
         return extracted
-    if not source.is_archive:  # the file itself, held to its checksum like an archive
+    if not source.is_archive:  # the file itself, held to its checksum before it takes its place
         extracted.parent.mkdir(parents=True, exist_ok=True)
-        _download(name, extracted)
-        if (actual := file_digest(extracted, "sha256")) != source.file_sha256:
-            extracted.unlink()
-            raise DatasetError(
-                f"{name}: sha256 of the downloaded file is {actual}, expected {source.file_sha256}; the corrupt "
-                f"file was deleted. Run again, or download {source.url} by hand and set data-dir."
-            )
+        _download(name, extracted, source.file_sha256)
         return extracted
     root.mkdir(parents=True, exist_ok=True)
     archive = root / f"{name}.zip"
@@ -188,21 +183,29 @@ def _download_verified(name: str, cache_dir: str) -> Path:
     return extracted
 
 
-def _download(name: str, target: Path) -> None:
-    """SOURCES[name].url to `target`, through a partial file so an interrupted download leaves nothing."""
+def _download(name: str, target: Path, sha256: str | None = None) -> None:
+    """SOURCES[name].url to `target` through a temporary file of this process (processes that download at once
+    never write into each other's file; an interrupted download leaves nothing), checked against `sha256` if given."""
     url = SOURCES[name].url
     log.info("downloading %s from %s", name, url)
-    partial = target.with_name(target.name + ".part")
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f"{target.name}.", suffix=".part")
+    partial = Path(temporary)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+        with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(handle, "wb") as out:
             shutil.copyfileobj(response, out)
+        if sha256 is not None and (actual := file_digest(partial, "sha256")) != sha256:
+            raise DatasetError(
+                f"{name}: sha256 of the downloaded file is {actual}, expected {sha256}; the corrupt file was deleted. "
+                f"Run again, or download {url} by hand and set data-dir."
+            )
+        os.replace(partial, target)
     except OSError as err:
-        partial.unlink(missing_ok=True)
         raise DatasetError(
             f"{name}: could not download {url} ({err}). Download it by hand and set data-dir "
             f"(or ${DATA_DIR_ENV}) to the folder with the {'extracted files' if SOURCES[name].is_archive else 'file'}."
         ) from err
-    partial.rename(target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _verify_archive(name: str, archive: Path) -> None:

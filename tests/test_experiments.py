@@ -1,0 +1,36 @@
+"""The resumable-experiment helpers: which run folders count as done, resumed or stale; bytes per client."""
+
+import json
+
+import pytest
+
+from fedras_flwr.config import RunConfig
+from fedras_flwr.tooling.experiments import StaleRun, bytes_per_client, calibrated_budget, planned_run, run_commits
+
+
+def test_a_run_folder_is_new_done_stopped_or_stale(tmp_path):
+    cfg = RunConfig(num_server_rounds=4, out_dir=str(tmp_path / "run"))
+    assert planned_run(cfg, "abc123") == (cfg, None)  # new: run it as asked
+    (tmp_path / "run" / "checkpoints").mkdir()
+    (tmp_path / "run" / "checkpoints" / "round-2.npz").write_bytes(b"x")
+    resumed, summary = planned_run(cfg, "def456")  # stopped midway: resume from its checkpoints
+    assert summary is None and resumed.resume == str(tmp_path / "run")
+    finished = {"config": {**cfg.to_flat(), "data-dir": "/elsewhere"}, "final": {}}
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(finished))
+    assert planned_run(cfg, "0ff1ce") == (cfg, finished)  # done (the data folder may differ)
+    assert run_commits([tmp_path / "run"]) == ["abc123", "def456"]  # a finished run is not stamped again
+    with pytest.raises(StaleRun, match=r"holds a run made with other settings \(lr, num-server-rounds\)"):
+        planned_run(cfg.replace(num_server_rounds=6, lr=2.0), "abc123")
+
+
+def test_bytes_per_client_count_the_uploads_and_downloads_that_happened(tmp_path):
+    records = [{"round": 1, "uploads": 10, "down-users": 10}, {"round": 2, "uploads": 6, "down-users": 8}]
+    (tmp_path / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = {"total-up-bytes": 1600, "total-down-bytes": 9000, "total-eval-down-bytes": 1800}
+    assert bytes_per_client(tmp_path, summary) == (100.0, 400.0)  # 1600 / 16 uploads, 7200 / 18 downloads
+
+
+def test_a_dataset_without_a_calibrated_budget_is_refused():
+    assert set(calibrated_budget("ml-100k", "mf")) == {"num-server-rounds", "clients-per-round", "lr"}
+    with pytest.raises(ValueError, match="ml-100k with neumf has no calibrated num-server-rounds, clients-per-round, lr"):
+        calibrated_budget("ml-100k", "neumf")
