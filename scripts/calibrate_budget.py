@@ -58,11 +58,14 @@ def plateau(records: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
     }
 
 
-def recommend(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+def recommend(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any] | None:
     """The cheapest budget that reaches the plateau: among the learning rates whose best validation HR@10 is
-    within `tolerance` of the best of all, the one that reaches it in the fewest rounds."""
-    best = max(row["best-val-hr@10"] for row in rows)
-    near = [row for row in rows if row["best-val-hr@10"] >= (1.0 - tolerance) * best]
+    within `tolerance` of the best of all, the one that reaches it in the fewest rounds. None while the best of
+    all comes from a run that has not plateaued (it may still rise): more rounds are needed."""
+    top = max(rows, key=lambda row: row["best-val-hr@10"])
+    if not top["plateaued"]:
+        return None
+    near = [row for row in rows if row["best-val-hr@10"] >= (1.0 - tolerance) * top["best-val-hr@10"]]
     return min(near, key=lambda row: (row["plateau-round"], -row["best-val-hr@10"]))
 
 
@@ -125,8 +128,9 @@ def main() -> None:
           f"{mean_std([r['val-ndcg@10-at-plateau']])} | {'yes' if r['plateaued'] else 'no: raise --rounds'} |" for r in rows],
         "",
         (f"Recommended: lr {chosen['lr']:g}, {chosen['plateau-round']} rounds x {args.clients_per_round} clients."
-         if chosen["plateaued"] else
-         f"No recommendation: the best learning rate ({chosen['lr']:g}) has not plateaued in {args.rounds} rounds."),
+         if chosen else
+         f"No recommendation: the best learning rate has not plateaued in {args.rounds} rounds; run again with more "
+         f"--rounds (finished runs go on from their last checkpoint)."),
     ]
     (out / "calibration.md").write_text("\n".join(lines) + "\n")
     (out / "calibration.json").write_text(json.dumps({"command": command, "commits": run_commits(list(run_dirs.values())), "runs": rows}, indent=2))

@@ -31,9 +31,11 @@ def test_a_dip_after_the_peak_still_counts_as_a_plateau():
 
 def test_the_recommendation_is_the_cheapest_near_best_budget():
     rows = [
-        {"lr": 2.0, "best-val-hr@10": 0.690, "plateau-round": 140},
-        {"lr": 4.0, "best-val-hr@10": 0.6833, "plateau-round": 110},  # 0.99 x 0.690 = 0.6831: near enough, sooner
-        {"lr": 8.0, "best-val-hr@10": 0.675, "plateau-round": 60},  # soonest, but 0.978 x the best
+        {"lr": 2.0, "best-val-hr@10": 0.690, "plateau-round": 140, "plateaued": True},
+        {"lr": 4.0, "best-val-hr@10": 0.6833, "plateau-round": 110, "plateaued": True},  # >= 0.99 x 0.690, sooner
+        {"lr": 8.0, "best-val-hr@10": 0.675, "plateau-round": 60, "plateaued": True},  # soonest, but 0.978 x the best
     ]
     assert recommend(rows, tolerance=0.01)["lr"] == 4.0
     assert recommend(rows, tolerance=0.001)["lr"] == 2.0
+    rows[0]["plateaued"] = False  # the best may still rise: no budget until it has plateaued
+    assert recommend(rows, tolerance=0.01) is None

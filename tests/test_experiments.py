@@ -21,6 +21,10 @@ def test_a_run_folder_is_new_done_stopped_or_stale(tmp_path):
     assert run_commits([tmp_path / "run"]) == ["abc123", "def456"]  # a finished run is not stamped again
     with pytest.raises(StaleRun, match=r"holds a run made with other settings \(lr, num-server-rounds\)"):
         planned_run(cfg.replace(num_server_rounds=6, lr=2.0), "abc123")
+    with pytest.raises(StaleRun, match=r"\(num-server-rounds\)"):
+        planned_run(cfg.replace(num_server_rounds=3), "abc123")  # fewer rounds: not that run's results
+    longer, summary = planned_run(cfg.replace(num_server_rounds=6), "beef00")  # more: it goes on
+    assert summary is None and longer.resume == str(tmp_path / "run") and longer.num_server_rounds == 6
 
 
 def test_bytes_per_client_count_the_uploads_and_downloads_that_happened(tmp_path):

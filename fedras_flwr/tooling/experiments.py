@@ -78,20 +78,25 @@ class StaleRun(ValueError):
 
 def planned_run(cfg: RunConfig, commit: str) -> tuple[RunConfig, dict[str, Any] | None]:
     """What a resumable experiment does with `cfg.out_dir`: (cfg, its summary) when the run finished with these
-    settings; (the config to run, None) otherwise, resuming from the checkpoints a stopped run left. The run's
-    folder gets `commit` appended to its commits.txt. StaleRun when the folder's run had other settings."""
+    settings; (the config to run, None) otherwise, resuming from the checkpoints a stopped run left, or that a
+    finished run left when more rounds are asked of it. The run's folder gets `commit` appended to its
+    commits.txt. StaleRun when the folder's run had other settings."""
     run_dir = Path(cfg.out_dir)
     summary_file = run_dir / "summary.json"
+    extend = False
     if summary_file.is_file():
         summary = json.loads(summary_file.read_text())
         asked = cfg.to_flat()
         differing = sorted(k for k, v in summary["config"].items() if k not in SAME_RUN_EXCEPT and asked.get(k) != v)
-        if differing:
+        # more rounds than a finished run had: it goes on from its last checkpoint, as if it had been asked for them
+        extend = differing == ["num-server-rounds"] and asked["num-server-rounds"] > summary["config"]["num-server-rounds"]
+        if differing and not extend:
             raise StaleRun(
                 f"{run_dir} holds a run made with other settings ({', '.join(differing)}): delete that folder, "
                 f"or give another output folder"
             )
-        return cfg, summary
+        if not extend:
+            return cfg, summary
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "commits.txt", "a") as stamp:
         stamp.write(commit + "\n")
