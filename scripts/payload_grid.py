@@ -23,7 +23,6 @@ import csv
 import json
 import shlex
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,8 @@ from fedras_flwr.tooling.experiments import (
     mean_std,
     planned_run,
     preset_config,
-    run_commits,
     run_many,
+    write_manifest,
 )
 
 LEVELS = (50.0, 75.0, 87.5, 93.75, 96.88, 99.0)
@@ -272,9 +271,7 @@ def main() -> None:
     rows = [result_row(job, json.loads((Path(job["config"]["out-dir"]) / "summary.json").read_text())) for job in jobs]
     write_tables(rows, unreachable, out)
     plot(rows, out)
-    manifest = {"command": command, "commits": run_commits([Path(job["config"]["out-dir"]) for job in jobs]),
-                "written": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(out, command, [Path(job["config"]["out-dir"]) for job in jobs])
     print(f"wrote {out / 'grid.csv'}, {out / 'grid.md'}, {out / 'hr_vs_upload.png'} and {out / 'manifest.json'}")
 
 

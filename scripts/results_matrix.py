@@ -23,7 +23,6 @@ import json
 import shlex
 import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,8 @@ from fedras_flwr.tooling.experiments import (  # noqa: E402
     mean_std,
     planned_run,
     preset_config,
-    run_commits,
     run_many,
+    write_manifest,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,9 +169,7 @@ def main() -> None:
         writer.writerows(rows)
     write_table(rows, out)
     plot(rows, out)
-    manifest = {"command": command, "commits": run_commits([Path(plans[cell][0].out_dir) for cell in cells]),
-                "written": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(out, command, [Path(plans[cell][0].out_dir) for cell in cells])
     print(f"wrote {out / 'runs.csv'}, {out / 'results.md'}, {out / 'hr_vs_upload.png'}, {out / 'manifest.json'}")
 
 

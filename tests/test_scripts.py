@@ -6,6 +6,8 @@ import sys
 from conftest import REPO
 
 TINY = ["synthetic-users=40", "synthetic-items=150", "synthetic-mean-interactions=15"]
+# the same as Hydra overrides, with 2 rounds of 10 clients: for the scripts that compose the presets
+TINY_RUNS = ["run.num-server-rounds=2", "run.clients-per-round=10", "run.eval-every=2", *(f"run.{s}" for s in TINY)]
 
 
 def run_script(name: str, *args: str, cwd) -> subprocess.CompletedProcess:
@@ -23,8 +25,7 @@ def test_hetero_scenarios_runs(tmp_path):
 
 def test_payload_grid_runs(tmp_path):
     args = ["--datasets", "synthetic", "--codecs", "fedras,topk,small-d", "--levels", "90.0,99.9", "--seeds", "0", "--jobs", "1",
-            "--out", str(tmp_path / "grid"), "--set", "run.num-server-rounds=2", "run.clients-per-round=10",
-            "run.eval-every=2", *(f"run.{setting}" for setting in TINY)]
+            "--out", str(tmp_path / "grid"), "--set", *TINY_RUNS]
     done = run_script("payload_grid.py", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "grid" / "grid.md").read_text()
@@ -45,8 +46,7 @@ def test_kmeans_cap_runs(tmp_path):
 
 def test_results_matrix_runs_and_resumes(tmp_path):
     args = ["--datasets", "synthetic", "--models", "mf", "--codecs", "dense,fedras", "--seeds", "0", "--jobs", "1",
-            "--out", str(tmp_path / "m1"), "--set", "run.num-server-rounds=2", "run.clients-per-round=10",
-            "run.eval-every=2", *(f"run.{setting}" for setting in TINY)]
+            "--out", str(tmp_path / "m1"), "--set", *TINY_RUNS]
     done = run_script("results_matrix.py", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "m1" / "results.md").read_text()
@@ -65,3 +65,8 @@ def test_calibrate_budget_runs(tmp_path):
     table = (tmp_path / "cal" / "calibration.md").read_text()
     assert "| 2 |" in table and "| 4 |" in table and "Runs made on: " in table and "Recommended: lr" in table
     assert len((tmp_path / "cal" / "curves.csv").read_text().splitlines()) == 1 + 2 * 4  # header + 2 lrs x 4 evaluations
+
+
+def test_the_readme_results_are_the_files_under_results():
+    done = run_script("render_results.py", "--check", cwd=REPO)
+    assert done.returncode == 0, done.stderr

@@ -8,6 +8,7 @@ import json
 import logging
 import statistics
 import subprocess
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -103,6 +104,13 @@ def planned_run(cfg: RunConfig, commit: str) -> tuple[RunConfig, dict[str, Any] 
     if any((run_dir / CHECKPOINTS).glob("*")):
         return cfg.replace(resume=str(run_dir)), None
     return cfg, None
+
+
+def write_manifest(out: Path, command: str, run_dirs: Sequence[Path]) -> Path:
+    """<out>/manifest.json: the command that made the tables beside it and every commit its runs were made on."""
+    manifest = {"command": command, "commits": run_commits(run_dirs), "written": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out / "manifest.json"
 
 
 def run_commits(run_dirs: Sequence[Path]) -> list[str]:
