@@ -5,8 +5,8 @@ Each learning rate trains dense for `--rounds` rounds (one seed), evaluating eve
 its best validation HR@10, and its plateau round, the first evaluation whose validation HR@10 is within
 `--tolerance` (relative) of that best. A run whose last third of evaluations still beat the best before it by
 more than the tolerance has not plateaued: raise --rounds. The recommended budget is the cheapest that reaches
-the plateau: among the learning rates whose best validation HR@10 is within the tolerance of the best of all, the
-one with the earliest plateau round. It goes into fedras_flwr/conf/budget/<dataset>-<model>.yaml, which every run
+the plateau: of the learning rates that plateaued, the one whose validation HR@10 first comes within the
+tolerance of the best of all runs, at that round. It goes into fedras_flwr/conf/budget/<dataset>-<model>.yaml, which every run
 composed from the Hydra presets with that dataset and model takes.
 
     python scripts/calibrate_budget.py --dataset lastfm-2k --data-dir ../shared/data/lastfm-2k \\
@@ -58,15 +58,19 @@ def plateau(records: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
     }
 
 
-def recommend(rows: list[dict[str, Any]], tolerance: float) -> dict[str, Any] | None:
-    """The cheapest budget that reaches the plateau: among the learning rates whose best validation HR@10 is
-    within `tolerance` of the best of all, the one that reaches it in the fewest rounds. None while the best of
-    all comes from a run that has not plateaued (it may still rise): more rounds are needed."""
+def recommend(rows: list[dict[str, Any]], curves: dict[float, list[dict[str, Any]]], tolerance: float) -> dict[str, Any] | None:
+    """The cheapest budget that reaches the plateau: of the learning rates that plateaued, the one whose
+    validation HR@10 first comes within `tolerance` of the best of all runs, at that round. None while the best
+    of all comes from a run that has not plateaued (it may still rise): more rounds are needed."""
     top = max(rows, key=lambda row: row["best-val-hr@10"])
     if not top["plateaued"]:
         return None
-    near = [row for row in rows if row["best-val-hr@10"] >= (1.0 - tolerance) * top["best-val-hr@10"]]
-    return min(near, key=lambda row: (row["plateau-round"], -row["best-val-hr@10"]))
+    target = (1.0 - tolerance) * top["best-val-hr@10"]
+    reached = [
+        {**row, "budget-round": next(r["round"] for r in curves[row["lr"]] if r[METRIC] >= target)}
+        for row in rows if row["plateaued"] and row["best-val-hr@10"] >= target
+    ]
+    return min(reached, key=lambda row: (row["budget-round"], -row["best-val-hr@10"]))
 
 
 def main() -> None:
@@ -103,17 +107,17 @@ def main() -> None:
     for lr, summary in zip(todo, run_many([planned[lr][0] for lr in todo], args.jobs)):
         print(f"lr {lr:g}: final val-HR@10 {summary['final'][METRIC]:.4f}", flush=True)
 
-    rows, curves = [], []
+    rows, curves, by_lr = [], [], {}
     for lr in lrs:
         records = read_rounds(run_dirs[lr])
         rows.append({"lr": lr, **plateau(records, args.tolerance)})
-        curves += [{"lr": lr, "round": r["round"], METRIC: r[METRIC], "val-ndcg@10": r.get("val-ndcg@10")}
-                   for r in records if r.get(METRIC) is not None]
+        by_lr[lr] = [r for r in records if r.get(METRIC) is not None]
+        curves += [{"lr": lr, "round": r["round"], METRIC: r[METRIC], "val-ndcg@10": r.get("val-ndcg@10")} for r in by_lr[lr]]
     with open(out / "curves.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(curves[0]))
         writer.writeheader()
         writer.writerows(curves)
-    chosen = recommend(rows, args.tolerance)
+    chosen = recommend(rows, by_lr, args.tolerance)
     command = "python scripts/calibrate_budget.py " + shlex.join(sys.argv[1:])
     lines = [
         f"# Budget calibration: {args.dataset}, {args.model}, dense, {args.clients_per_round} clients per round",
@@ -127,7 +131,8 @@ def main() -> None:
         *[f"| {r['lr']:g} | {r['best-val-hr@10']:.4f} | {r['best-round']} | {r['plateau-round']} | "
           f"{mean_std([r['val-ndcg@10-at-plateau']])} | {'yes' if r['plateaued'] else 'no: raise --rounds'} |" for r in rows],
         "",
-        (f"Recommended: lr {chosen['lr']:g}, {chosen['plateau-round']} rounds x {args.clients_per_round} clients."
+        (f"Recommended: lr {chosen['lr']:g}, {chosen['budget-round']} rounds x {args.clients_per_round} clients "
+         f"(the first evaluation within {args.tolerance:g} of the best of all runs)."
          if chosen else
          f"No recommendation: the best learning rate has not plateaued in {args.rounds} rounds; run again with more "
          f"--rounds (finished runs go on from their last checkpoint)."),

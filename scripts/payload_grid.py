@@ -3,7 +3,8 @@
 For each dataset, codec and level the codec's knob is calibrated on real round-1 client updates so that the
 mean exact upload stays within the level's byte budget (as close to it as the knob allows); every
 (dataset, codec, level, seed) is then trained with the same model, data, rounds and seeds, taken from the
-dataset's Hydra preset (fedras_flwr/conf/dataset/<name>.yaml) and any `--set run.<key>=value`.
+dataset's calibrated budget (fedras_flwr/conf/budget/<dataset>-<model>.yaml; a missing one stops the command) and
+any `--set run.<key>=value`.
 
     python scripts/payload_grid.py --data-dir ml-100k=../shared/data/ml-100k --data-dir lastfm-2k=../shared/data/lastfm-2k
 

@@ -31,7 +31,12 @@ def block_text(table: Path) -> str:
 
 
 def render(text: str) -> str:
-    """`text` with every block's body replaced by its file's table; a block whose file is missing is an error."""
+    """`text` with every block's body replaced by its file's table; a block whose file is missing, a begin marker
+    without its end, or no block at all is an error."""
+    blocks = len(BLOCK.findall(text))
+    if blocks == 0 or blocks != text.count("<!-- begin "):
+        raise ValueError(f"README.md has {text.count('<!-- begin ')} begin markers and {blocks} complete blocks")
+
     def fill(match: re.Match[str]) -> str:
         table = REPO / match["file"]
         if not table.is_file():
@@ -46,7 +51,11 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="only check that the README is up to date")
     args = parser.parse_args()
     current = README.read_text()
-    rendered = render(current)
+    try:
+        rendered = render(current)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"render_results: {err}", file=sys.stderr)
+        return 1
     if args.check:
         if rendered != current:
             print("README.md's results blocks differ from results/: run python scripts/render_results.py", file=sys.stderr)

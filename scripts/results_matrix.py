@@ -1,7 +1,7 @@
 """Matrix 1, the headline results: datasets x backbones x {dense, sparse, fedras K=8, fedras adaptive} x seeds.
 
-Every run takes its budget from the dataset's Hydra preset (fedras_flwr/conf/dataset/<name>.yaml, calibrated by
-scripts/calibrate_budget.py), the backbone's from its model preset, the codec's from its codec preset, and runs
+Every run takes its budget from the dataset and model's Hydra preset (fedras_flwr/conf/budget/<dataset>-<model>.yaml,
+calibrated by scripts/calibrate_budget.py; a missing one stops the command), the backbone's from its model preset, the codec's from its codec preset, and runs
 the `mixed` device scenario (so fedras-adaptive has deadlines to fit; with stragglers waited for, the scenario
 changes no accuracy, only the simulated time). Runs go through the in-process loop, which gives the Flower app's
 metrics (tests/test_flower.py).

@@ -30,12 +30,14 @@ def test_a_dip_after_the_peak_still_counts_as_a_plateau():
 
 
 def test_the_recommendation_is_the_cheapest_near_best_budget():
-    rows = [
-        {"lr": 2.0, "best-val-hr@10": 0.690, "plateau-round": 140, "plateaued": True},
-        {"lr": 4.0, "best-val-hr@10": 0.6833, "plateau-round": 110, "plateaued": True},  # >= 0.99 x 0.690, sooner
-        {"lr": 8.0, "best-val-hr@10": 0.675, "plateau-round": 60, "plateaued": True},  # soonest, but 0.978 x the best
-    ]
-    assert recommend(rows, tolerance=0.01)["lr"] == 4.0
-    assert recommend(rows, tolerance=0.001)["lr"] == 2.0
+    curves = {
+        2.0: curve(0.50, 0.62, 0.675, 0.690, 0.689, 0.688),  # the best of all, within 1 % of it from round 40
+        4.0: curve(0.55, 0.64, 0.6833, 0.680, 0.679, 0.675),  # 0.6833 >= 0.99 x 0.690 = 0.6831 at round 30
+        8.0: curve(0.60, 0.675, 0.670, 0.665, 0.660, 0.650),  # soonest peak, but 0.978 x the best of all
+    }
+    rows = [{"lr": lr, **plateau(c, tolerance=0.01)} for lr, c in curves.items()]
+    chosen = recommend(rows, curves, tolerance=0.01)
+    assert (chosen["lr"], chosen["budget-round"]) == (4.0, 30)
+    assert recommend(rows, curves, tolerance=0.001)["lr"] == 2.0  # only lr 2 within 0.1 %
     rows[0]["plateaued"] = False  # the best may still rise: no budget until it has plateaued
-    assert recommend(rows, tolerance=0.01) is None
+    assert recommend(rows, curves, tolerance=0.01) is None

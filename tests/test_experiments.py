@@ -4,17 +4,20 @@ import json
 
 import pytest
 
-from fedras_flwr.config import RunConfig
+from fedras_flwr.config import ConfigError, RunConfig
+from fedras_flwr.tooling import experiments
 from fedras_flwr.tooling.experiments import StaleRun, bytes_per_client, calibrated_budget, planned_run, run_commits
 
 
-def test_a_run_folder_is_new_done_stopped_or_stale(tmp_path):
+def test_a_run_folder_is_new_done_stopped_or_stale(tmp_path, monkeypatch):
     cfg = RunConfig(num_server_rounds=4, out_dir=str(tmp_path / "run"))
     assert planned_run(cfg, "abc123") == (cfg, None)  # new: run it as asked
     (tmp_path / "run" / "checkpoints").mkdir()
     (tmp_path / "run" / "checkpoints" / "round-2.npz").write_bytes(b"x")
+    checked = []
+    monkeypatch.setattr(experiments, "find_resume_point", checked.append)  # the checkpoint's own check passes
     resumed, summary = planned_run(cfg, "def456")  # stopped midway: resume from its checkpoints
-    assert summary is None and resumed.resume == str(tmp_path / "run")
+    assert summary is None and resumed.resume == str(tmp_path / "run") and checked == [resumed]
     finished = {"config": {**cfg.to_flat(), "data-dir": "/elsewhere"}, "final": {}}
     (tmp_path / "run" / "summary.json").write_text(json.dumps(finished))
     assert planned_run(cfg, "0ff1ce") == (cfg, finished)  # done (the data folder may differ)
@@ -38,3 +41,17 @@ def test_a_dataset_without_a_calibrated_budget_is_refused():
     assert set(calibrated_budget("ml-100k", "mf")) == {"num-server-rounds", "clients-per-round", "lr"}
     with pytest.raises(ValueError, match="ml-100k with neumf has no calibrated num-server-rounds, clients-per-round, lr"):
         calibrated_budget("ml-100k", "neumf")
+
+
+def test_a_stopped_run_of_other_settings_is_refused_before_anything_runs(tmp_path, monkeypatch):
+    cfg = RunConfig(out_dir=str(tmp_path / "run"))
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "round-2.npz").write_bytes(b"x")
+
+    def differs(cfg):
+        raise ConfigError("resume: the run config differs from the checkpoint's (lr: 0.0 -> 2.0)")
+
+    monkeypatch.setattr(experiments, "find_resume_point", differs)
+    with pytest.raises(StaleRun, match=r"holds a stopped run that cannot go on as asked \(resume: the run config differs"):
+        planned_run(cfg, "abc123")
+    assert not (tmp_path / "run" / "commits.txt").exists()

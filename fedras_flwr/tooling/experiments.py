@@ -16,9 +16,10 @@ from typing import Any, Iterator, Sequence
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from fedras_flwr.config import RunConfig
+from fedras_flwr.config import ConfigError, RunConfig
+from fedras_flwr.tooling.checkpoint import CheckpointError
 from fedras_flwr.tooling.inprocess import run_inprocess
-from fedras_flwr.tooling.session import CHECKPOINTS
+from fedras_flwr.tooling.session import CHECKPOINTS, RESUMABLE_CHANGES, find_resume_point
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -69,8 +70,9 @@ def run_many(configs: Sequence[RunConfig], jobs: int) -> Iterator[dict[str, Any]
         yield from pool.map(_run, [cfg.to_flat() for cfg in configs])
 
 
-#: Keys a finished run may differ in from the config asked for and still count as that run.
-SAME_RUN_EXCEPT = {"out-dir", "resume", "data-dir", "cache-dir"}
+#: Keys a finished run may differ in from the config asked for and still count as that run: what a resume may
+#: change, but the number of rounds (more rounds extend it).
+SAME_RUN_EXCEPT = RESUMABLE_CHANGES - {"num-server-rounds"}
 
 
 class StaleRun(ValueError):
@@ -88,7 +90,8 @@ def planned_run(cfg: RunConfig, commit: str) -> tuple[RunConfig, dict[str, Any] 
     if summary_file.is_file():
         summary = json.loads(summary_file.read_text())
         asked = cfg.to_flat()
-        differing = sorted(k for k, v in summary["config"].items() if k not in SAME_RUN_EXCEPT and asked.get(k) != v)
+        saved = summary["config"]
+        differing = sorted(k for k in set(saved) | set(asked) if k not in SAME_RUN_EXCEPT and saved.get(k) != asked.get(k))
         # more rounds than a finished run had: it goes on from its last checkpoint, as if it had been asked for them
         extend = differing == ["num-server-rounds"] and asked["num-server-rounds"] > summary["config"]["num-server-rounds"]
         if differing and not extend:
@@ -98,11 +101,16 @@ def planned_run(cfg: RunConfig, commit: str) -> tuple[RunConfig, dict[str, Any] 
             )
         if not extend:
             return cfg, summary
+    if any((run_dir / CHECKPOINTS).glob("*")):
+        cfg = cfg.replace(resume=str(run_dir))
+        try:
+            find_resume_point(cfg)  # the checkpoint must be of this run: checked here, not in a worker later
+        except (ConfigError, CheckpointError) as err:
+            raise StaleRun(f"{run_dir} holds a stopped run that cannot go on as asked ({err}): delete that folder, "
+                           f"or give another output folder") from None
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "commits.txt", "a") as stamp:
         stamp.write(commit + "\n")
-    if any((run_dir / CHECKPOINTS).glob("*")):
-        return cfg.replace(resume=str(run_dir)), None
     return cfg, None
 
 

@@ -174,9 +174,10 @@ def _download_verified(name: str, cache_dir: str) -> Path:
         with zipfile.ZipFile(archive) as bundle:
             member = next(m for m in bundle.namelist() if m.endswith(Path(source.member).name))
             extracted.parent.mkdir(parents=True, exist_ok=True)
-            partial = extracted.with_name(extracted.name + ".part")  # an interrupted extraction leaves no file
-            partial.write_bytes(bundle.read(member))
-            partial.replace(extracted)
+            handle, temporary = tempfile.mkstemp(dir=extracted.parent, prefix=f"{extracted.name}.", suffix=".part")
+            with os.fdopen(handle, "wb") as out:  # a file of this process: concurrent or interrupted extractions
+                out.write(bundle.read(member))  # never leave a partial file in place
+            os.replace(temporary, extracted)
     except (zipfile.BadZipFile, StopIteration) as err:
         archive.unlink(missing_ok=True)
         raise DatasetError(f"{name}: {archive} is not the expected zip archive; it was deleted, run again") from err
@@ -191,7 +192,7 @@ def _download(name: str, target: Path, sha256: str | None = None) -> None:
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f"{target.name}.", suffix=".part")
     partial = Path(temporary)
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, os.fdopen(handle, "wb") as out:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             shutil.copyfileobj(response, out)
         if sha256 is not None and (actual := file_digest(partial, "sha256")) != sha256:
             raise DatasetError(
@@ -213,7 +214,7 @@ def _verify_archive(name: str, archive: Path) -> None:
     algorithm, expected = ("sha256", source.archive_sha256) if source.archive_sha256 else ("md5", source.archive_md5)
     actual = file_digest(archive, algorithm)
     if actual != expected:
-        archive.unlink()
+        archive.unlink(missing_ok=True)
         raise DatasetError(
             f"{name}: {algorithm} of the downloaded archive is {actual}, expected {expected}; the corrupt "
             f"file was deleted. Run again, or download {source.url} by hand and set data-dir."
