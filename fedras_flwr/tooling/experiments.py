@@ -93,7 +93,7 @@ def planned_run(cfg: RunConfig, commit: str) -> tuple[RunConfig, dict[str, Any] 
         saved = summary["config"]
         differing = sorted(k for k in set(saved) | set(asked) if k not in SAME_RUN_EXCEPT and saved.get(k) != asked.get(k))
         # more rounds than a finished run had: it goes on from its last checkpoint, as if it had been asked for them
-        extend = differing == ["num-server-rounds"] and asked["num-server-rounds"] > summary["config"]["num-server-rounds"]
+        extend = differing == ["num-server-rounds"] and asked["num-server-rounds"] > saved["num-server-rounds"]
         if differing and not extend:
             raise StaleRun(
                 f"{run_dir} holds a run made with other settings ({', '.join(differing)}): delete that folder, "

@@ -10,8 +10,10 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from fedras_flwr.algorithm.data.interactions import DatasetError
 
@@ -174,39 +176,45 @@ def _download_verified(name: str, cache_dir: str) -> Path:
         with zipfile.ZipFile(archive) as bundle:
             member = next(m for m in bundle.namelist() if m.endswith(Path(source.member).name))
             extracted.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=extracted.parent, prefix=f"{extracted.name}.", suffix=".part")
-            with os.fdopen(handle, "wb") as out:  # a file of this process: concurrent or interrupted extractions
-                out.write(bundle.read(member))  # never leave a partial file in place
-            os.replace(temporary, extracted)
+            with replaced_on_success(extracted) as partial:
+                partial.write_bytes(bundle.read(member))
     except (zipfile.BadZipFile, StopIteration) as err:
         archive.unlink(missing_ok=True)
         raise DatasetError(f"{name}: {archive} is not the expected zip archive; it was deleted, run again") from err
     return extracted
 
 
+@contextmanager
+def replaced_on_success(target: Path) -> Iterator[Path]:
+    """A temporary file of this process beside `target` that takes its place when the block ends without error:
+    writers that run at once never write into each other's file, and an interrupted one leaves nothing."""
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f"{target.name}.", suffix=".part")
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, target)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
 def _download(name: str, target: Path, sha256: str | None = None) -> None:
-    """SOURCES[name].url to `target` through a temporary file of this process (processes that download at once
-    never write into each other's file; an interrupted download leaves nothing), checked against `sha256` if given."""
+    """SOURCES[name].url to `target`, checked against `sha256` (if given) before it takes its place."""
     url = SOURCES[name].url
     log.info("downloading %s from %s", name, url)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f"{target.name}.", suffix=".part")
-    partial = Path(temporary)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out)
-        if sha256 is not None and (actual := file_digest(partial, "sha256")) != sha256:
-            raise DatasetError(
-                f"{name}: sha256 of the downloaded file is {actual}, expected {sha256}; the corrupt file was deleted. "
-                f"Run again, or download {url} by hand and set data-dir."
-            )
-        os.replace(partial, target)
+        with replaced_on_success(target) as partial:
+            with open(partial, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                shutil.copyfileobj(response, out)
+            if sha256 is not None and (actual := file_digest(partial, "sha256")) != sha256:
+                raise DatasetError(
+                    f"{name}: sha256 of the downloaded file is {actual}, expected {sha256}; the corrupt file was "
+                    f"deleted. Run again, or download {url} by hand and set data-dir."
+                )
     except OSError as err:
         raise DatasetError(
             f"{name}: could not download {url} ({err}). Download it by hand and set data-dir "
             f"(or ${DATA_DIR_ENV}) to the folder with the {'extracted files' if SOURCES[name].is_archive else 'file'}."
         ) from err
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _verify_archive(name: str, archive: Path) -> None:

@@ -13,15 +13,13 @@ import functools
 import hashlib
 import inspect
 import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from fedras_flwr.algorithm.data.download import cache_root, file_digest
+from fedras_flwr.algorithm.data.download import cache_root, file_digest, replaced_on_success
 from fedras_flwr.algorithm.data.interactions import Interactions
 
 log = logging.getLogger(__name__)
@@ -36,37 +34,33 @@ def cached_parse(name: str, path: Path, parse: Callable[[Path], Interactions], c
         return parse(path)
     if entry.is_file():
         try:
-            return _read(name, entry)
+            return load_interactions(name, entry)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
             log.warning("%s: unreadable parse cache %s (%s); parsing again", name, entry, err)
     data = parse(path)
     try:
-        _write(entry, data)
+        save_interactions(entry, data)
     except OSError as err:
         log.warning("%s: could not keep the parsed arrays in %s (%s)", name, entry, err)
     return data
 
 
-def _read(name: str, entry: Path) -> Interactions:
+def load_interactions(name: str, entry: Path) -> Interactions:
+    """The arrays `save_interactions` kept in `entry` (an .npz file)."""
     with np.load(entry) as stored:
         sizes = stored["sizes"]
         timestamps = stored["timestamps"] if "timestamps" in stored.files else None
         return Interactions(name, stored["users"], stored["items"], timestamps, int(sizes[0]), int(sizes[1]))
 
 
-def _write(entry: Path, data: Interactions) -> None:
+def save_interactions(entry: Path, data: Interactions) -> None:
+    """Keep `data`'s arrays in `entry` (an .npz file), replaced as a whole or not at all."""
     entry.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"users": data.users, "items": data.items, "sizes": np.array([data.num_users, data.num_items])}
     if data.timestamps is not None:
         arrays["timestamps"] = data.timestamps
-    handle, partial = tempfile.mkstemp(dir=entry.parent, suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
-        os.replace(partial, entry)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
+    with replaced_on_success(entry) as partial, open(partial, "wb") as out:
+        np.savez(out, **arrays)
 
 
 @functools.cache

@@ -13,6 +13,7 @@ import numpy as np
 
 from fedras_flwr.algorithm.data.download import cache_root
 from fedras_flwr.algorithm.data.interactions import Interactions, _index
+from fedras_flwr.algorithm.data.parsed_cache import load_interactions, save_interactions
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +72,12 @@ def cached_synthetic(num_users: int, num_items: int, mean_interactions: int, see
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.is_file():
             try:
-                with np.load(path) as stored:
-                    sizes = stored["sizes"]
-                    return Interactions(
-                        "synthetic", stored["users"], stored["items"], stored["timestamps"], int(sizes[0]), int(sizes[1])
-                    )
+                return load_interactions("synthetic", path)
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
                 log.warning("synthetic data: unreadable cache %s (%s); generating again", path, err)
         data = make_synthetic(num_users, num_items, mean_interactions, seed)
-        partial = path.with_suffix(".part")
         try:
-            with open(partial, "wb") as out:
-                np.savez(out, users=data.users, items=data.items, timestamps=data.timestamps,
-                         sizes=np.array([data.num_users, data.num_items]))
-            partial.replace(path)
+            save_interactions(path, data)
             log.info("synthetic data: kept in %s", path)
         except OSError as err:
             log.warning("synthetic data: could not write the cache %s (%s)", path, err)
