@@ -175,36 +175,20 @@ def write_tables(rows: list[dict[str, Any]], unreachable: list[tuple[str, str, f
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
     """HR@10 (mean over seeds, their std as error bars) against upload bytes per client, a line per codec
     across the levels, one panel per dataset."""
-    import matplotlib
+    from fedras_flwr.tooling.report import hr_vs_upload_panels, seed_point  # matplotlib only when a plot is drawn
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    datasets = sorted({r["dataset"] for r in rows})
-    if not datasets:
-        return
-    figure, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
-    for axis, dataset in zip(axes[0], datasets):
+    def draw(axis: Any, dataset: str) -> None:
         for codec in CODECS:
             levels = sorted({r["level"] for r in rows if (r["dataset"], r["codec"]) == (dataset, codec)})
-            if not levels:
-                continue
-            points = [[r for r in rows if (r["dataset"], r["codec"], r["level"]) == (dataset, codec, level)] for level in levels]
-            axis.errorbar(
-                [np.mean([g["up-bytes"] for g in group]) for group in points],
-                [np.mean([g["hr@10"] for g in group]) for group in points],
-                yerr=[np.std([g["hr@10"] for g in group], ddof=1) if len(group) > 1 else 0.0 for group in points],
-                marker="o", capsize=3, label=codec,
-            )
-        axis.set_xscale("log")
-        axis.set_title(dataset)
-        axis.set_xlabel("upload bytes per client (log)")
-        axis.set_ylabel("HR@10 (test, last round)")
-        axis.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "hr_vs_upload.png", dpi=120)
-    plt.close(figure)
+            points = [seed_point([r for r in rows if (r["dataset"], r["codec"], r["level"]) == (dataset, codec, level)])
+                      for level in levels]
+            if points:
+                x, y, spread = zip(*points)
+                axis.errorbar(x, y, yerr=spread, marker="o", capsize=3, label=codec)
+
+    datasets = sorted({r["dataset"] for r in rows})
+    if datasets:
+        hr_vs_upload_panels(datasets, draw, out / "hr_vs_upload.png", fontsize=8)
 
 
 def dataset_jobs(

@@ -26,13 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from fedras_flwr.config import RunConfig  # noqa: E402
-from fedras_flwr.tooling.experiments import (  # noqa: E402
+from fedras_flwr.config import RunConfig
+from fedras_flwr.tooling.experiments import (
     bytes_per_client,
     calibrated_budget,
     git_commit,
@@ -42,6 +37,7 @@ from fedras_flwr.tooling.experiments import (  # noqa: E402
     run_many,
     write_manifest,
 )
+from fedras_flwr.tooling.report import hr_vs_upload_panels, seed_point
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("ml-100k", "lastfm-2k", "amazon-games", "synthetic")
@@ -97,30 +93,18 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
 
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
     """HR@10 (mean, seed std as error bar) against upload bytes per client, one panel per dataset."""
-    datasets = sorted({r["dataset"] for r in rows})
-    figure, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.8), squeeze=False)
     markers = dict(zip(CODECS, "osD^"))
-    for axis, dataset in zip(axes[0], datasets):
+
+    def draw(axis: Any, dataset: str) -> None:
         for model, colour in zip(MODELS, ("tab:blue", "tab:orange")):
             for codec in CODECS:
                 group = [r for r in rows if (r["dataset"], r["model"], r["codec"]) == (dataset, model, codec)]
-                if not group:
-                    continue
-                hr = [g["hr@10"] for g in group]
-                axis.errorbar(
-                    statistics.mean(g["up-bytes"] for g in group), statistics.mean(hr),
-                    yerr=statistics.stdev(hr) if len(hr) > 1 else 0.0, marker=markers[codec], color=colour,
-                    linestyle="none", capsize=3, label=f"{model} {codec}",
-                )
-        axis.set_xscale("log")
-        axis.set_title(dataset)
-        axis.set_xlabel("upload bytes per client (log)")
-        axis.set_ylabel("HR@10 (test, last round)")
-        axis.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    figure.savefig(out / "hr_vs_upload.png", dpi=120)
-    plt.close(figure)
+                if group:
+                    x, y, spread = seed_point(group)
+                    axis.errorbar(x, y, yerr=spread, marker=markers[codec], color=colour, linestyle="none", capsize=3,
+                                  label=f"{model} {codec}")
+
+    hr_vs_upload_panels(sorted({r["dataset"] for r in rows}), draw, out / "hr_vs_upload.png", fontsize=7, loc="lower right")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import matplotlib
 
@@ -123,6 +123,31 @@ def plot(runs: list[dict[str, Any]], x_key: str, xlabel: str, path: Path, log_x:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
+
+
+def seed_point(group: list[dict[str, Any]]) -> tuple[float, float, float]:
+    """Runs that differ only in their seed as one point: mean upload bytes per client, mean HR@10, and the
+    seeds' standard deviation of HR@10 (0 for one run)."""
+    hr = [run[METRIC] for run in group]
+    return (statistics.mean(run["up-bytes"] for run in group), statistics.mean(hr),
+            statistics.stdev(hr) if len(hr) > 1 else 0.0)
+
+
+def hr_vs_upload_panels(datasets: list[str], draw: Callable[[Any, str], None], path: Path, **legend: Any) -> None:
+    """One panel per dataset of HR@10 against upload bytes per client (log axis), each drawn by
+    `draw(axis, dataset)`, saved to `path`; the legend (options `legend`) on the last panel."""
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.8), squeeze=False)
+    for axis, dataset in zip(axes[0], datasets):
+        draw(axis, dataset)
+        axis.set_xscale("log")
+        axis.set_title(dataset)
+        axis.set_xlabel("upload bytes per client (log)")
+        axis.set_ylabel("HR@10 (test, last round)")
+        axis.grid(alpha=0.3)
+    axes[0][-1].legend(**legend)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def build_report(paths: list[str], out: Path, target_hr: float | None = None) -> str:
