@@ -56,7 +56,7 @@ from fedras_flwr.tooling.deploy import (  # noqa: E402
     write_connection,
 )
 from fedras_flwr.tooling.deploy_local import run_config, run_deployed  # noqa: E402
-from fedras_flwr.tooling.flower_run import RunFailed, free_ports  # noqa: E402
+from fedras_flwr.tooling.flower_run import RunFailed, free_ports, raise_interrupt  # noqa: E402
 from fedras_flwr.tooling.flwr_cli import FLOWER_ENV  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -415,10 +415,6 @@ def smoke(engine: Engine, work_dir: Path, base: str | None, mirror: str, timeout
     print("\n".join(["log lines:", *deployment.evidence()]))
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE"), help="base image (default: see above)")
@@ -430,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--work-dir {args.work_dir} is not empty: name a new or empty folder (its files are made world-readable)")
     work_dir = (args.work_dir or Path(tempfile.mkdtemp(prefix="fedras-compose-smoke-"))).resolve()
     started = time.monotonic()
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # tear down on `kill` too, as on Ctrl-C
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)  # tear down on `kill` too, as on Ctrl-C
     try:
         work_dir.mkdir(parents=True, exist_ok=True)
         smoke(detect_engine(), work_dir, args.base_image, args.mirror, args.timeout)
