@@ -47,7 +47,9 @@ class FedRASCodec(Codec):
 
     @classmethod
     def budget_parameter(cls, dim: int) -> tuple[str, tuple[int, ...]]:
-        return "num-actions", tuple(2**i for i in range(12))
+        """K from 1 to 4096 in quarter-octave steps (about 19 % apart): a matched-payload comparison needs
+        K as fine as the other codecs' knobs, or FedRAS leaves up to half its byte budget unused."""
+        return "num-actions", tuple(sorted({round(2 ** (step / 4)) for step in range(49)}))
 
     def __init__(self, params: FedRASParams, context: CodecContext) -> None:
         super().__init__(params, context)
