@@ -21,3 +21,19 @@ def test_report_groups_seeds_and_draws_plots(tmp_path):
     for name in ("hr_vs_round.png", "hr_vs_upload.png", "hr_vs_sim_time.png"):
         assert (tmp_path / "report" / name).stat().st_size > 10_000
     assert "groups differ in: codec" in (tmp_path / "report" / "results.md").read_text()
+
+
+def test_the_shared_legend_names_what_any_panel_drew_once():
+    """A codec that cannot reach one dataset's levels is drawn in the other panel only: it must stay in the legend."""
+    import matplotlib.pyplot as plt
+
+    from fedras_flwr.tooling.report import legend_handles
+
+    figure, axes = plt.subplots(1, 2)
+    axes[0].plot([1, 2], [1, 2], label="fedras")
+    axes[0].plot([1, 2], [2, 1], label="quant")
+    axes[1].plot([1, 2], [1, 2], label="fedras")
+    axes[1].plot([1, 2], [1, 1], label="topk")
+    assert list(legend_handles(axes)) == ["fedras", "quant", "topk"]
+    assert legend_handles(axes)["fedras"] is axes[0].get_legend_handles_labels()[0][0]
+    plt.close(figure)

@@ -133,9 +133,19 @@ def seed_point(group: list[dict[str, Any]]) -> tuple[float, float, float]:
             statistics.stdev(hr) if len(hr) > 1 else 0.0)
 
 
+def legend_handles(axes: Any) -> dict[str, Any]:
+    """Every label drawn on any of `axes`, in first-drawn order, with its first handle."""
+    handles: dict[str, Any] = {}
+    for axis in axes:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    return handles
+
+
 def hr_vs_upload_panels(datasets: list[str], draw: Callable[[Any, str], None], path: Path, **legend: Any) -> None:
     """One panel per dataset of HR@10 against upload bytes per client (log axis), each drawn by
-    `draw(axis, dataset)`, saved to `path`; the legend (options `legend`) on the last panel."""
+    `draw(axis, dataset)`, saved to `path`; one legend (options `legend`) on the last panel, of every label
+    drawn in any panel (a codec that cannot reach a dataset's levels is missing from that panel only)."""
     figure, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.8), squeeze=False)
     for axis, dataset in zip(axes[0], datasets):
         draw(axis, dataset)
@@ -144,7 +154,8 @@ def hr_vs_upload_panels(datasets: list[str], draw: Callable[[Any, str], None], p
         axis.set_xlabel("upload bytes per client (log)")
         axis.set_ylabel("HR@10 (test, last round)")
         axis.grid(alpha=0.3)
-    axes[0][-1].legend(**legend)
+    handles = legend_handles(axes[0])
+    axes[0][-1].legend(list(handles.values()), list(handles), **legend)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
