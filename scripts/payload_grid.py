@@ -174,7 +174,7 @@ def write_tables(rows: list[dict[str, Any]], unreachable: list[tuple[str, str, f
 
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
     """HR@10 (mean over seeds, their std as error bars) against upload bytes per client, a line per codec
-    across the levels, one panel per dataset; a codec has the same colour in every panel."""
+    across the levels, one panel per dataset; a codec has the same colour in every panel, FedRAS drawn on top."""
     from fedras_flwr.tooling.report import hr_vs_upload_panels, seed_point  # matplotlib only when a plot is drawn
 
     def draw(axis: Any, dataset: str) -> None:
@@ -184,7 +184,8 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
                       for level in levels]
             if points:
                 x, y, spread = zip(*points)
-                axis.errorbar(x, y, yerr=spread, marker="o", capsize=3, label=codec, color=f"C{CODECS.index(codec)}")
+                axis.errorbar(x, y, yerr=spread, marker="o", capsize=3, label=codec, color=f"C{CODECS.index(codec)}",
+                              zorder=3 if codec == "fedras" else 2)  # FedRAS on top where codecs tie
 
     datasets = sorted({r["dataset"] for r in rows})
     if datasets:

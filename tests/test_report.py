@@ -37,3 +37,23 @@ def test_the_shared_legend_names_what_any_panel_drew_once():
     assert list(legend_handles(axes)) == ["fedras", "quant", "topk"]
     assert legend_handles(axes)["fedras"] is axes[0].get_legend_handles_labels()[0][0]
     plt.close(figure)
+
+
+def test_the_panels_share_one_legend_of_every_label(tmp_path, monkeypatch):
+    """hr_vs_upload_panels puts the union of the panels' labels in the last panel's legend."""
+    import matplotlib.pyplot as plt
+
+    from fedras_flwr.tooling import report
+
+    kept = []
+    monkeypatch.setattr(report.plt, "close", kept.append)  # keep the figure to read its legend
+
+    def draw(axis, dataset):
+        for label in {"a": ("fedras", "quant"), "b": ("fedras", "topk")}[dataset]:
+            axis.plot([1, 10], [0.5, 0.6], label=label)
+
+    report.hr_vs_upload_panels(["a", "b"], draw, tmp_path / "panels.png")
+    assert (tmp_path / "panels.png").is_file()
+    assert [text.get_text() for text in kept[0].axes[-1].get_legend().get_texts()] == ["fedras", "quant", "topk"]
+    monkeypatch.undo()
+    plt.close(kept[0])
