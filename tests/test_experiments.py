@@ -1,6 +1,12 @@
 """The resumable-experiment helpers: which run folders count as done, resumed or stale; bytes per client."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -39,8 +45,8 @@ def test_bytes_per_client_count_the_uploads_and_downloads_that_happened(tmp_path
 
 def test_a_dataset_without_a_calibrated_budget_is_refused():
     assert set(calibrated_budget("ml-100k", "mf")) == {"num-server-rounds", "clients-per-round", "lr"}
-    with pytest.raises(ValueError, match="ml-100k with neumf has no calibrated num-server-rounds, clients-per-round, lr"):
-        calibrated_budget("ml-100k", "neumf")
+    with pytest.raises(ValueError, match="ml-1m with mf has no calibrated num-server-rounds, clients-per-round, lr"):
+        calibrated_budget("ml-1m", "mf")
 
 
 def test_a_stopped_run_of_other_settings_is_refused_before_anything_runs(tmp_path, monkeypatch):
@@ -55,3 +61,40 @@ def test_a_stopped_run_of_other_settings_is_refused_before_anything_runs(tmp_pat
     with pytest.raises(StaleRun, match=r"holds a stopped run that cannot go on as asked \(resume: the run config differs"):
         planned_run(cfg, "abc123")
     assert not (tmp_path / "run" / "commits.txt").exists()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from Linux's /proc")
+def test_stopping_the_command_stops_its_workers(tmp_path):
+    """SIGTERM to the command alone (not its process group) must not leave a worker writing a run folder."""
+    endless = RunConfig(num_server_rounds=100_000, clients_per_round=4, out_dir=str(tmp_path / "run"))
+    script = (f"from fedras_flwr.config import RunConfig; from fedras_flwr.tooling.experiments import run_many; "
+              f"list(run_many([RunConfig.from_flat({endless.to_flat()!r})], 1))")
+    command, workers = subprocess.Popen([sys.executable, "-c", script]), []
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run" / "rounds.jsonl").is_file():  # the worker is training
+            assert command.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.2)
+        workers = _children(command.pid)
+        assert workers
+        os.kill(command.pid, signal.SIGTERM)
+        assert command.wait(timeout=30) != 0
+        deadline = time.monotonic() + 30
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in workers), "a worker outlived its command"
+    finally:
+        for pid in [command.pid, *workers]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

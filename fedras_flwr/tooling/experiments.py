@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import signal
 import statistics
 import subprocess
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -64,10 +65,24 @@ def _run(flat_config: dict[str, Any]) -> dict[str, Any]:
     return run_inprocess(RunConfig.from_flat(flat_config))
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(f"stopped by signal {signum}")
+
+
+def _worker_default_signals() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the pool's terminate() must end a worker mid-run
+
+
 def run_many(configs: Sequence[RunConfig], jobs: int) -> Iterator[dict[str, Any]]:
-    """Summaries of every run, in order, `jobs` processes at a time."""
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        yield from pool.map(_run, [cfg.to_flat() for cfg in configs])
+    """Summaries of every run, in order, `jobs` processes at a time. Stopping the command (Ctrl-C, or SIGTERM to
+    its process alone) stops its workers too: an orphan worker would keep writing a run folder that a rerun of
+    the command resumes at the same time."""
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        with multiprocessing.Pool(jobs, initializer=_worker_default_signals) as pool:  # exiting terminates workers
+            yield from pool.imap(_run, [cfg.to_flat() for cfg in configs])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 #: Keys a finished run may differ in from the config asked for and still count as that run: what a resume may
