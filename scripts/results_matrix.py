@@ -1,5 +1,5 @@
 """Matrix 1, the headline results: datasets x backbones x {dense, sparse, fedras K=8, fedras adaptive, fedras K=8
-with error feedback} x seeds.
+with error feedback, fedras under a 1 % byte target} x seeds.
 
 Every run takes its budget from the dataset and model's Hydra preset (fedras_flwr/conf/budget/<dataset>-<model>.yaml,
 calibrated by scripts/calibrate_budget.py; a missing one stops the command), the backbone's from its model preset, the codec's from its codec preset, and runs
@@ -43,7 +43,7 @@ from fedras_flwr.tooling.report import hr_vs_upload_panels, seed_point
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("ml-100k", "lastfm-2k", "amazon-games", "synthetic")
 MODELS = ("mf", "neumf")
-CODECS = ("dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef")  # codec presets
+CODECS = ("dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef", "fedras-target-ratio")  # codec presets
 METRICS = ("hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full")
 
 
@@ -94,7 +94,7 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
 
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
     """HR@10 (mean, seed std as error bar) against upload bytes per client, one panel per dataset."""
-    markers = dict(zip(CODECS, "osD^v"))
+    markers = dict(zip(CODECS, "osD^vP", strict=True))
 
     def draw(axis: Any, dataset: str) -> None:
         for model, colour in zip(MODELS, ("tab:blue", "tab:orange")):
