@@ -94,7 +94,7 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
 
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
     """HR@10 (mean, seed std as error bar) against upload bytes per client, one panel per dataset."""
-    markers = dict(zip(CODECS, "osD^vP", strict=True))
+    markers = dict(zip(CODECS, "osD^vX", strict=True))
 
     def draw(axis: Any, dataset: str) -> None:
         for model, colour in zip(MODELS, ("tab:blue", "tab:orange")):
