@@ -1,5 +1,6 @@
 """The resumable-experiment helpers: which run folders count as done, resumed or stale; bytes per client."""
 
+import contextlib
 import json
 import os
 import signal
@@ -63,8 +64,9 @@ def test_a_stopped_run_of_other_settings_is_refused_before_anything_runs(tmp_pat
     assert not (tmp_path / "run" / "commits.txt").exists()
 
 
-def _children(pid: int) -> list[int]:
-    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+def _descendants(pid: int) -> list[int]:
+    children = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return children + [grandchild for child in children for grandchild in _descendants(child)]
 
 
 def _alive(pid: int) -> bool:
@@ -74,27 +76,49 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from Linux's /proc")
-def test_stopping_the_command_stops_its_workers(tmp_path):
-    """SIGTERM to the command alone (not its process group) must not leave a worker writing a run folder."""
+@contextlib.contextmanager
+def _endless_command(tmp_path):
+    """An experiment command running one endless run in a pool worker: (the command, its worker processes).
+    Whatever is left of it is killed on the way out."""
     endless = RunConfig(num_server_rounds=100_000, clients_per_round=4, out_dir=str(tmp_path / "run"))
     script = (f"from fedras_flwr.config import RunConfig; from fedras_flwr.tooling.experiments import run_many; "
               f"list(run_many([RunConfig.from_flat({endless.to_flat()!r})], 1))")
-    command, workers = subprocess.Popen([sys.executable, "-c", script]), []
+    command = subprocess.Popen([sys.executable, "-c", script], start_new_session=True, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / "run" / "rounds.jsonl").is_file():  # the worker is training
             assert command.poll() is None and time.monotonic() < deadline, "the run did not start"
             time.sleep(0.2)
-        workers = _children(command.pid)
+        workers = _descendants(command.pid)
         assert workers
+        yield command, workers
+    finally:
+        try:
+            os.killpg(command.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        command.communicate()
+
+
+linux_proc = pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").is_file(),
+                                reason="reads the process tree from Linux's /proc")
+
+
+@linux_proc
+def test_stopping_the_command_stops_its_workers(tmp_path):
+    """SIGTERM to the command alone (not its process group) must not leave a worker writing a run folder."""
+    with _endless_command(tmp_path) as (command, workers):
         os.kill(command.pid, signal.SIGTERM)
         assert command.wait(timeout=30) != 0
         deadline = time.monotonic() + 30
         while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(_alive(pid) for pid in workers), "a worker outlived its command"
-    finally:
-        for pid in [command.pid, *workers]:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+
+
+@linux_proc
+def test_a_worker_that_dies_fails_the_command_instead_of_hanging(tmp_path):
+    with _endless_command(tmp_path) as (command, workers):
+        os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
+        _, stderr = command.communicate(timeout=30)
+        assert command.returncode != 0 and "BrokenProcessPool" in stderr

@@ -140,8 +140,8 @@ def choose_k(cfg: RunConfig, candidates: list[int], rows: int, time_at, bytes_at
     """The number of actions for one client under an adaptive policy (under `fixed`, the codec keeps its own).
 
     deadline: the largest candidate (capped at the client's touched rows) whose predicted time fits the
-    deadline, else the smallest. target-ratio: the largest candidate whose payload is at most
-    `target-ratio` x the dense reference, else the smallest.
+    deadline, else the smallest. target-ratio: the largest candidate (capped the same way) whose payload is at
+    most `target-ratio` x the dense reference, else the smallest, whose upload then exceeds the target.
     """
     if cfg.k_policy not in ("deadline", "target-ratio"):
         raise ValueError(f"choose_k is for the adaptive policies, not {cfg.k_policy!r}")

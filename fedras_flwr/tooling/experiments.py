@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import signal
 import statistics
 import subprocess
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -69,20 +70,31 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(f"stopped by signal {signum}")
 
 
-def _worker_default_signals() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the pool's terminate() must end a worker mid-run
+def _worker_signals() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # terminate() must end a worker mid-run
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the command stops its workers, without their tracebacks
 
 
 def run_many(configs: Sequence[RunConfig], jobs: int) -> Iterator[dict[str, Any]]:
     """Summaries of every run, in order, `jobs` processes at a time. Stopping the command (Ctrl-C, or SIGTERM to
-    its process alone) stops its workers too: an orphan worker would keep writing a run folder that a rerun of
-    the command resumes at the same time."""
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    its process alone) or a failing run stops the workers: an orphan worker would keep writing a run folder that a
+    rerun of the command resumes at the same time (stopped runs resume from their checkpoints). A worker that dies
+    (killed, out of memory) raises BrokenProcessPool."""
+    main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if main_thread else None
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_signals)
     try:
-        with multiprocessing.Pool(jobs, initializer=_worker_default_signals) as pool:  # exiting terminates workers
-            yield from pool.imap(_run, [cfg.to_flat() for cfg in configs])
+        yield from pool.map(_run, [cfg.to_flat() for cfg in configs])
+        pool.shutdown()
+    except BaseException:
+        workers = list((pool._processes or {}).values())  # private, but Python < 3.14 has no terminate_workers()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 #: Keys a finished run may differ in from the config asked for and still count as that run: what a resume may
