@@ -105,7 +105,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
                     axis.errorbar(x, y, yerr=spread, marker=markers[codec], color=colour, linestyle="none", capsize=3,
                                   label=f"{model} {codec}")
 
-    hr_vs_upload_panels(sorted({r["dataset"] for r in rows}), draw, out / "hr_vs_upload.png", fontsize=7, loc="lower right")
+    hr_vs_upload_panels(sorted({r["dataset"] for r in rows}), draw, out / "hr_vs_upload.png", fontsize=7, loc="best")
 
 
 def main() -> None:
