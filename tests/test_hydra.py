@@ -87,6 +87,9 @@ def test_a_dataset_and_model_get_their_calibrated_budget():
     budget = yaml.safe_load((CONF / "budget" / "ml-100k-mf.yaml").read_text())
     run = OmegaConf.to_container(composed("dataset=ml-100k").run, resolve=True)
     assert {key: run[key] for key in budget} == budget
+    neumf_budget = yaml.safe_load((CONF / "budget" / "ml-100k-neumf.yaml").read_text())
     neumf = OmegaConf.to_container(composed("dataset=ml-100k", "model=neumf").run, resolve=True)
-    assert neumf["lr"] == flat_defaults()["lr"]  # no NeuMF budget file: the model's own default, not MF's lr
+    assert {key: neumf[key] for key in neumf_budget} == neumf_budget != budget  # each model its own budget
+    uncalibrated = OmegaConf.to_container(composed("dataset=ml-1m", "model=neumf").run, resolve=True)
+    assert uncalibrated["lr"] == flat_defaults()["lr"]  # no budget file: the model's own default, not MF's lr
     assert composed("dataset=ml-100k", "run.num-server-rounds=7").run["num-server-rounds"] == 7
