@@ -145,7 +145,7 @@ def legend_handles(axes: Any) -> dict[str, Any]:
 def hr_vs_upload_panels(datasets: list[str], draw: Callable[[Any, str], None], path: Path, **legend: Any) -> None:
     """One panel per dataset of HR@10 against upload bytes per client (log axis), each drawn by
     `draw(axis, dataset)`, saved to `path`; one legend (options `legend`) on the last panel, of every label
-    drawn in any panel (a label drawn in only some panels included)."""
+    drawn in any panel, including a label drawn in only some panels."""
     figure, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.8), squeeze=False)
     for axis, dataset in zip(axes[0], datasets):
         draw(axis, dataset)
