@@ -10,7 +10,9 @@ metrics (tests/test_flower.py).
     python scripts/results_matrix.py --data-dir ml-100k=../shared/data/ml-100k --datasets ml-100k --models mf
 
 Resumable: a run whose summary.json exists is read, not run again, so the same command continues where it
-stopped. Writes <out>/runs.csv (one row per run), <out>/results.md (mean +- std over seeds, ratios to dense),
+stopped; the tables are rewritten after every finished run and name the runs not yet finished. A finished run's
+summary.json, rounds.jsonl, commits.txt and incidents.jsonl are committed with the tables (.gitignore), so a fresh clone reads them
+back too. Writes <out>/runs.csv (one row per run), <out>/results.md (mean +- std over seeds, ratios to dense),
 <out>/hr_vs_upload.png (HR@10 against upload bytes per client, log axis, one panel per dataset, seed spread as
 error bars) and <out>/manifest.json (the command, and every commit a run was started or resumed on). A run
 stopped midway resumes from its checkpoints; a run folder made with other settings stops the command.
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shlex
 import statistics
 import sys
@@ -45,6 +46,7 @@ DATASETS = ("ml-100k", "lastfm-2k", "amazon-games", "synthetic")
 MODELS = ("mf", "neumf")
 CODECS = ("dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef", "fedras-target-ratio")  # codec presets
 METRICS = ("hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full")
+Cell = tuple[str, str, str, int]  # dataset, model, codec, seed
 
 
 def run_config(dataset: str, model: str, codec: str, seed: int, data_dirs: dict[str, str], extra: list[str]) -> RunConfig:
@@ -66,8 +68,9 @@ def row(dataset: str, model: str, codec: str, cfg: RunConfig, summary: dict[str,
     }
 
 
-def write_table(rows: list[dict[str, Any]], out: Path) -> None:
-    """results.md: one block per (dataset, model), one line per codec, ratios to that block's dense."""
+def write_table(rows: list[dict[str, Any]], out: Path, missing: list[Cell]) -> None:
+    """results.md: one block per (dataset, model), one line per codec, ratios to that block's dense; then the
+    runs of the command not yet finished (`missing`), if any."""
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["model"], r["codec"]), []).append(r)
@@ -89,6 +92,12 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
             f"{statistics.mean(g['down-bytes'] for g in group):,.0f} | {mean_std([g['up-reduction-dense'] for g in group], 2)} | "
             f"{mean_std([g['up-reduction-sparse'] for g in group], 2)} | {statistics.mean(g['wall-time'] for g in group):.0f} |"
         )
+    if missing:
+        pending: dict[tuple[str, str, str], list[str]] = {}
+        for dataset, model, codec, seed in missing:
+            pending.setdefault((dataset, model, codec), []).append(str(seed))
+        lines += ["", f"Not yet run ({len(missing)} of the command's runs): " + "; ".join(
+            f"{d} {m} {c} seed {', '.join(s)}" for (d, m, c), s in pending.items()) + "."]
     (out / "results.md").write_text("\n".join(lines) + "\n")
 
 
@@ -138,25 +147,37 @@ def main() -> None:
             plans[cell] = planned_run(cfg, commit)
     except (ValueError, OSError) as err:  # a preset without a budget, a run folder of other settings
         sys.exit(f"results_matrix: {err}")
-    todo = [cell for cell in cells if plans[cell][1] is None]
-    print(f"{len(cells)} runs, {len(cells) - len(todo)} already done, {len(todo)} to run ({args.jobs} at a time)", flush=True)
-    for cell, summary in zip(todo, run_many([plans[cell][0] for cell in todo], args.jobs)):
-        print(f"{' '.join(map(str, cell))}: HR@10 {summary['final']['hr@10']:.4f} NDCG@10 {summary['final']['ndcg@10']:.4f} "
-              f"cut vs dense {summary['up-reduction-dense']:.2f} %", flush=True)
+    finished = {cell: plans[cell][1] for cell in cells if plans[cell][1] is not None}
+    todo = [cell for cell in cells if cell not in finished]
+    print(f"{len(cells)} runs, {len(finished)} already done, {len(todo)} to run ({args.jobs} at a time)", flush=True)
+    if finished:
+        write_results(cells, finished, plans, out, command)
+    try:
+        for cell, summary in zip(todo, run_many([plans[cell][0] for cell in todo], args.jobs)):
+            print(f"{' '.join(map(str, cell))}: HR@10 {summary['final']['hr@10']:.4f} "
+                  f"NDCG@10 {summary['final']['ndcg@10']:.4f} cut vs dense {summary['up-reduction-dense']:.2f} %", flush=True)
+            finished[cell] = summary
+            write_results(cells, finished, plans, out, command)  # a stopped command leaves the tables of what finished
+    except Exception as err:  # noqa: BLE001 - one run's failure: say which, keep what finished
+        sys.exit(f"results_matrix: a run failed ({type(err).__name__}: {err}); the tables under {out} hold the "
+                 f"{len(finished)} finished runs; fix the cause and re-run the same command to go on")
 
-    rows = []
-    for cell in cells:
-        cfg = plans[cell][0]
-        rows.append(row(*cell[:3], cfg, json.loads((Path(cfg.out_dir) / "summary.json").read_text())))
+
+def write_results(cells: list[Cell], finished: dict[Cell, dict[str, Any]], plans: dict[Cell, Any], out: Path,
+                  command: str) -> None:
+    """runs.csv, results.md, the plot and the manifest of the finished runs; results.md names the runs not yet
+    finished, so a partial matrix never reads as a whole one."""
+    done = [cell for cell in cells if cell in finished]
+    rows = [row(*cell[:3], plans[cell][0], finished[cell]) for cell in done]
     with open(out / "runs.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    write_table(rows, out)
+    write_table(rows, out, [cell for cell in cells if cell not in finished])
     plot(rows, out)
-    write_manifest(out, command, [Path(plans[cell][0].out_dir) for cell in cells])
-    print(f"wrote {out / 'runs.csv'}, {out / 'results.md'}, {out / 'hr_vs_upload.png'}, {out / 'manifest.json'}")
-
+    write_manifest(out, command, [Path(plans[cell][0].out_dir) for cell in done])
+    print(f"wrote {out / 'runs.csv'}, {out / 'results.md'}, {out / 'hr_vs_upload.png'}, {out / 'manifest.json'} "
+          f"({len(done)} of {len(cells)} runs)", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -57,6 +57,25 @@ def test_results_matrix_runs_and_resumes(tmp_path):
     assert again.returncode == 0 and "2 runs, 2 already done, 0 to run" in again.stdout
 
 
+def test_a_results_matrix_stopped_by_a_failing_run_keeps_and_names_what_finished(tmp_path):
+    args = ["--datasets", "synthetic,ml-100k", "--models", "mf", "--codecs", "dense", "--seeds", "0", "--jobs", "1",
+            "--data-dir", f"ml-100k={tmp_path / 'no-such-folder'}", "--out", str(tmp_path / "m1"), "--set", *TINY_RUNS]
+    done = run_script("results_matrix.py", *args, cwd=tmp_path)
+    assert done.returncode == 1 and "results_matrix: a run failed" in done.stderr.splitlines()[-1]
+    table = (tmp_path / "m1" / "results.md").read_text()
+    assert "| synthetic | mf | dense | 1 |" in table and "| ml-100k |" not in table
+    assert "Not yet run (1 of the command's runs): ml-100k mf dense seed 0." in table
+
+
+def test_a_finished_runs_record_is_committed_and_its_checkpoints_are_not():
+    run = "results/matrix1/runs/synthetic-mf-dense-0"
+    paths = [f"{run}/summary.json", f"{run}/rounds.jsonl", f"{run}/commits.txt", f"{run}/incidents.jsonl",
+             f"{run}/checkpoints/round-000010.npz",
+             f"{run}/client-state/e38fa48575432dd8"]
+    done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
+    assert done.stdout.split() == paths[4:]
+
+
 def test_calibrate_budget_runs(tmp_path):
     done = run_script("calibrate_budget.py", "--dataset", "synthetic", "--rounds", "4", "--eval-every", "1",
                       "--lrs", "2,4", "--clients-per-round", "10", "--out", str(tmp_path / "cal"), "--set", *TINY,
