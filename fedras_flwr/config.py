@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from fedras_flwr.codecs import CodecParams, available_codecs, codec_class, key_of, parameter_keys
+from fedras_flwr.codecs import WEIGHT_FORMATS, CodecParams, available_codecs, codec_class, key_of, parameter_keys
 
 
 class ConfigError(ValueError):
@@ -89,7 +89,7 @@ class RunConfig:
     downlink: str = setting("dense", "dense (full table) | actions (the table step as FedRAS actions)")
     downlink_actions: int = setting(256, "K of the downlink actions")
     dense_upload: str = setting(
-        "auto", "NeuMF's MLP/output weights up: auto (float32 for dense/sparse, else int8) | float32 | float16 | int8"
+        "auto", f"NeuMF's MLP/output weights up: auto (float32 for dense/sparse, else int8) | {' | '.join(WEIGHT_FORMATS)}"
     )
     # heterogeneity (see algorithm/hetero.py): scenario, clock constants, number-of-actions policy
     hetero: str = setting("none", "scenario: none | homogeneous | uniform | mostly-slow | mixed")
@@ -315,7 +315,7 @@ def _coerce(key: str, value: Any, type_name: Any) -> Any:
 _CHOICES = {
     "model": ("mf", "neumf"),
     "optimizer": ("auto", "sgd", "adam"),
-    "dense_upload": ("auto", "float32", "float16", "int8"),
+    "dense_upload": ("auto", *WEIGHT_FORMATS),
     "aggregation_weighting": ("uniform", "examples"),
     "verbosity": ("quiet", "flower"),
     "downlink": ("dense", "actions"),

@@ -1,5 +1,5 @@
 """Matrix 1, the headline results: datasets x backbones x {dense, sparse, fedras K=8, fedras adaptive, fedras K=8
-with error feedback, fedras under a 1 % byte target} x seeds.
+with error feedback, fedras under a 1 % byte target, fedras K=8 with 4-bit NeuMF weights} x seeds.
 
 Every run takes its budget from the dataset and model's Hydra preset (fedras_flwr/conf/budget/<dataset>-<model>.yaml,
 calibrated by scripts/calibrate_budget.py; a missing one stops the command), the backbone's from its model preset, the codec's from its codec preset, and runs
@@ -11,7 +11,7 @@ metrics (tests/test_flower.py).
 
 Resumable: a run whose summary.json exists is read, not run again, so the same command continues where it
 stopped; the tables are rewritten after every finished run and name the runs not yet finished. A finished run's
-summary.json, rounds.jsonl, commits.txt and incidents.jsonl are committed with the tables (.gitignore), so a fresh clone reads them
+summary.json, rounds.jsonl, commits.txt and incidents.jsonl are committed with the tables (results/.gitignore), so a fresh clone reads them
 back too. Writes <out>/runs.csv (one row per run), <out>/results.md (mean +- std over seeds, ratios to dense),
 <out>/hr_vs_upload.png (HR@10 against upload bytes per client, log axis, one panel per dataset, seed spread as
 error bars) and <out>/manifest.json (the command, and every commit a run was started or resumed on). A run
@@ -44,7 +44,9 @@ from fedras_flwr.tooling.report import hr_vs_upload_panels, seed_point
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("ml-100k", "lastfm-2k", "amazon-games", "synthetic")
 MODELS = ("mf", "neumf")
-CODECS = ("dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef", "fedras-target-ratio")  # codec presets
+CODECS = (  # codec presets
+    "dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef", "fedras-target-ratio", "fedras-int4-weights",
+)
 METRICS = ("hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full")
 Cell = tuple[str, str, str, int]  # dataset, model, codec, seed
 
@@ -103,7 +105,7 @@ def write_table(rows: list[dict[str, Any]], out: Path, missing: list[Cell]) -> N
 
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
     """HR@10 (mean, seed std as error bar) against upload bytes per client, one panel per dataset."""
-    markers = dict(zip(CODECS, "osD^vX", strict=True))
+    markers = dict(zip(CODECS, "osD^vXP", strict=True))
 
     def draw(axis: Any, dataset: str) -> None:
         for model, colour in zip(MODELS, ("tab:blue", "tab:orange")):

@@ -312,7 +312,9 @@ def weights_pair(seed=0):
     return received, trained
 
 
-@pytest.mark.parametrize("mode, arrays, tolerance", [("float32", 5, 0.0), ("float16", 1, 1e-3), ("int8", 2, 2e-4)])
+@pytest.mark.parametrize(
+    "mode, arrays, tolerance", [("float32", 5, 0.0), ("float16", 1, 1e-3), ("int8", 2, 2e-4), ("int4", 2, 3e-3)]
+)
 def test_dense_weights_travel_as_float32_or_compressed_changes(mode, arrays, tolerance):
     codec = WeightsCodec(mode, WEIGHT_SHAPES)
     received, trained = weights_pair()
@@ -325,6 +327,19 @@ def test_dense_weights_travel_as_float32_or_compressed_changes(mode, arrays, tol
     if mode == "int8":  # 8 bits a value (a quarter of float32) and one (min, step) pair a tensor
         assert 4 * encoded[1].nbytes == sum(w.nbytes for w in trained) and encoded[0].shape == (5, 2)
         assert wire_bytes(encoded) < 0.4 * wire_bytes(trained)
+    if mode == "int4":  # two values a byte: 48 + 6 + 18 + 3 + 1 = 76 values, 38 bytes
+        assert encoded[1].dtype == np.uint8 and encoded[1].shape == (38,) and encoded[0].shape == (5, 2)
+
+
+def test_int4_weights_are_the_hand_computed_nibbles():
+    """One tensor of changes 0, 0.5, 1.5 over a range of 1.5: step 0.1, codes 0, 5, 15, packed low nibble first."""
+    codec = WeightsCodec("int4", [(3,)])
+    received = [np.zeros(3, np.float32)]
+    params, packed = codec.encode([np.array([0.0, 0.5, 1.5], np.float32)], received)
+    assert np.allclose(params, [[0.0, 0.1]]) and packed.tolist() == [5 << 4 | 0, 15]
+    assert np.allclose(codec.decode([params, packed], received)[0], [0.0, 0.5, 1.5])
+    with pytest.raises(PayloadError, match="padding nibble"):
+        codec.decode([params, np.array([5 << 4, 15 | 1 << 4], np.uint8)], received)
 
 
 @pytest.mark.parametrize(
@@ -338,8 +353,9 @@ def test_dense_weights_travel_as_float32_or_compressed_changes(mode, arrays, tol
         (lambda a: [np.full_like(a[0], 3e38), a[1]], "not finite"),
     ],
 )
-def test_malformed_dense_weights_are_rejected(mutate, message):
-    codec = WeightsCodec("int8", WEIGHT_SHAPES)
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_malformed_dense_weights_are_rejected(mutate, message, mode):
+    codec = WeightsCodec(mode, WEIGHT_SHAPES)
     received, trained = weights_pair()
     with pytest.raises(PayloadError, match=message):
         codec.decode(mutate(codec.encode(trained, received)), received)

@@ -1,7 +1,9 @@
 """The experiment scripts run on today's code (tiny budgets; their figures are in docs/)."""
 
+import io
 import subprocess
 import sys
+import zipfile
 
 from conftest import REPO
 
@@ -74,6 +76,14 @@ def test_a_finished_runs_record_is_committed_and_its_checkpoints_are_not():
              f"{run}/client-state/e38fa48575432dd8"]
     done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
     assert done.stdout.split() == paths[4:]
+
+
+def test_the_flower_app_bundle_leaves_out_every_run_file():
+    from flwr.cli.build import build_fab_from_disk
+
+    assert list((REPO / "results").glob("*/runs/*/summary.json"))  # committed records: something to leave out
+    with zipfile.ZipFile(io.BytesIO(build_fab_from_disk(REPO))) as fab:
+        assert [name for name in fab.namelist() if "/runs/" in name] == []
 
 
 def test_calibrate_budget_runs(tmp_path):
