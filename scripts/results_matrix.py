@@ -10,9 +10,11 @@ metrics (tests/test_flower.py).
     python scripts/results_matrix.py --data-dir ml-100k=../shared/data/ml-100k --datasets ml-100k --models mf
 
 Resumable: a run whose summary.json exists is read, not run again, so the same command continues where it
-stopped; the tables are rewritten after every finished run and name the runs not yet finished. A finished run's
-summary.json, rounds.jsonl, commits.txt and incidents.jsonl are committed with the tables (results/.gitignore), so a fresh clone reads them
-back too. Writes <out>/runs.csv (one row per run), <out>/results.md (mean +- std over seeds, ratios to dense),
+stopped; the tables are rewritten after every finished run and name the runs not yet finished (re-render the
+README with scripts/render_results.py once they change). A finished run's
+summary.json, rounds.jsonl, commits.txt and incidents.jsonl are committed with the tables (results/.gitignore;
+add only run folders that hold a summary.json), so a fresh clone reads finished runs back; a stopped run's
+checkpoints are not committed, so on a fresh clone it starts again from round 0. Writes <out>/runs.csv (one row per run), <out>/results.md (mean +- std over seeds, ratios to dense),
 <out>/hr_vs_upload.png (HR@10 against upload bytes per client, log axis, one panel per dataset, seed spread as
 error bars) and <out>/manifest.json (the command, and every commit a run was started or resumed on). A run
 stopped midway resumes from its checkpoints; a run folder made with other settings stops the command.
@@ -25,6 +27,7 @@ import csv
 import shlex
 import statistics
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,7 @@ CODECS = (  # codec presets
     "dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef", "fedras-target-ratio", "fedras-int4-weights",
 )
 METRICS = ("hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full")
+NEUMF_ONLY_CODECS = ("fedras-int4-weights",)  # differ from fedras in NeuMF's dense weights only: no MF cells
 Cell = tuple[str, str, str, int]  # dataset, model, codec, seed
 
 
@@ -83,11 +87,7 @@ def write_table(rows: list[dict[str, Any]], out: Path, missing: list[Cell]) -> N
     ]
     order = {name: i for i, name in enumerate(CODECS)}
     for (dataset, model, codec), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 99))):
-        dense = groups.get((dataset, model, "dense"), [])
-        ratio = "-"
-        if dense:
-            hr, ndcg = (statistics.mean(g[m] for g in group) / statistics.mean(d[m] for d in dense) for m in ("hr@10", "ndcg@10"))
-            ratio = f"{hr:.3f} / {ndcg:.3f}"
+        ratio = dense_ratio(group, groups.get((dataset, model, "dense"), []))
         lines.append(
             f"| {dataset} | {model} | {codec} | {len(group)} | " + " | ".join(mean_std([g[m] for g in group]) for m in METRICS)
             + f" | {ratio} | {statistics.mean(g['up-bytes'] for g in group):,.0f} | "
@@ -98,9 +98,22 @@ def write_table(rows: list[dict[str, Any]], out: Path, missing: list[Cell]) -> N
         pending: dict[tuple[str, str, str], list[str]] = {}
         for dataset, model, codec, seed in missing:
             pending.setdefault((dataset, model, codec), []).append(str(seed))
-        lines += ["", f"Not yet run ({len(missing)} of the command's runs): " + "; ".join(
+        lines += ["", f"Not yet finished ({len(missing)} of the command's runs): " + "; ".join(
             f"{d} {m} {c} seed {', '.join(s)}" for (d, m, c), s in pending.items()) + "."]
     (out / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def dense_ratio(group: list[dict[str, Any]], dense: list[dict[str, Any]]) -> str:
+    """Mean HR@10 and NDCG@10 of a row over dense's, both on the seeds they share (a partial matrix may hold
+    different seeds of each); the shared count is named when it is not every seed of both."""
+    by_seed = {d["seed"]: d for d in dense}
+    shared = [g for g in group if g["seed"] in by_seed]
+    if not shared:
+        return "-"
+    hr, ndcg = (statistics.mean(g[m] for g in shared) / statistics.mean(by_seed[g["seed"]][m] for g in shared)
+                for m in ("hr@10", "ndcg@10"))
+    seeds = "" if len(shared) == len(group) == len(dense) else f" ({len(shared)} seeds)"
+    return f"{hr:.3f} / {ndcg:.3f}{seeds}"
 
 
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
@@ -141,7 +154,8 @@ def main() -> None:
             for model in args.models.split(","):
                 calibrated_budget(dataset, model)
         cells = [(d, m, c, int(s)) for d in datasets for m in args.models.split(",")
-                 for c in args.codecs.split(",") for s in args.seeds.split(",")]
+                 for c in args.codecs.split(",") for s in args.seeds.split(",")
+                 if not (m == "mf" and c in NEUMF_ONLY_CODECS)]
         commit = git_commit(REPO)
         plans = {}
         for cell in cells:
@@ -152,31 +166,38 @@ def main() -> None:
     finished = {cell: plans[cell][1] for cell in cells if plans[cell][1] is not None}
     todo = [cell for cell in cells if cell not in finished]
     print(f"{len(cells)} runs, {len(finished)} already done, {len(todo)} to run ({args.jobs} at a time)", flush=True)
-    if finished:
-        write_results(cells, finished, plans, out, command)
-    try:
-        for cell, summary in zip(todo, run_many([plans[cell][0] for cell in todo], args.jobs)):
-            print(f"{' '.join(map(str, cell))}: HR@10 {summary['final']['hr@10']:.4f} "
-                  f"NDCG@10 {summary['final']['ndcg@10']:.4f} cut vs dense {summary['up-reduction-dense']:.2f} %", flush=True)
-            finished[cell] = summary
-            write_results(cells, finished, plans, out, command)  # a stopped command leaves the tables of what finished
-    except Exception as err:  # noqa: BLE001 - one run's failure: say which, keep what finished
-        sys.exit(f"results_matrix: a run failed ({type(err).__name__}: {err}); the tables under {out} hold the "
-                 f"{len(finished)} finished runs; fix the cause and re-run the same command to go on")
+    write_results(cells, finished, plans, out, command)
+    summaries = run_many([plans[cell][0] for cell in todo], args.jobs)  # in the order of `todo`
+    for cell in todo:
+        try:
+            summary = next(summaries)
+        except Exception as err:  # noqa: BLE001 - one run's failure: name it, keep what finished
+            traceback.print_exc()
+            sys.exit(f"results_matrix: run {' '.join(map(str, cell))} failed ({type(err).__name__}: {err}; traceback "
+                     f"above), the runs beside it were stopped; the tables under {out} hold the {len(finished)} "
+                     f"finished runs; fix the cause and re-run the same command to go on")
+        print(f"{' '.join(map(str, cell))}: HR@10 {summary['final']['hr@10']:.4f} "
+              f"NDCG@10 {summary['final']['ndcg@10']:.4f} cut vs dense {summary['up-reduction-dense']:.2f} %", flush=True)
+        finished[cell] = summary
+        write_results(cells, finished, plans, out, command)  # a stopped command leaves the tables of what finished
 
 
 def write_results(cells: list[Cell], finished: dict[Cell, dict[str, Any]], plans: dict[Cell, Any], out: Path,
                   command: str) -> None:
     """runs.csv, results.md, the plot and the manifest of the finished runs; results.md names the runs not yet
-    finished, so a partial matrix never reads as a whole one."""
+    finished, so a partial matrix never reads as a whole one (with none finished, no csv or plot is left)."""
     done = [cell for cell in cells if cell in finished]
     rows = [row(*cell[:3], plans[cell][0], finished[cell]) for cell in done]
-    with open(out / "runs.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    if rows:
+        with open(out / "runs.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        plot(rows, out)
+    else:
+        (out / "runs.csv").unlink(missing_ok=True)
+        (out / "hr_vs_upload.png").unlink(missing_ok=True)
     write_table(rows, out, [cell for cell in cells if cell not in finished])
-    plot(rows, out)
     write_manifest(out, command, [Path(plans[cell][0].out_dir) for cell in done])
     print(f"wrote {out / 'runs.csv'}, {out / 'results.md'}, {out / 'hr_vs_upload.png'}, {out / 'manifest.json'} "
           f"({len(done)} of {len(cells)} runs)", flush=True)

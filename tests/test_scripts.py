@@ -1,11 +1,16 @@
 """The experiment scripts run on today's code (tiny budgets; their figures are in docs/)."""
 
+import importlib.util
 import io
 import subprocess
 import sys
 import zipfile
 
 from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("results_matrix", REPO / "scripts" / "results_matrix.py")
+results_matrix = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(results_matrix)
 
 TINY = ["synthetic-users=40", "synthetic-items=150", "synthetic-mean-interactions=15"]
 # the same as Hydra overrides, with 2 rounds of 10 clients: for the scripts that compose the presets
@@ -63,27 +68,48 @@ def test_a_results_matrix_stopped_by_a_failing_run_keeps_and_names_what_finished
     args = ["--datasets", "synthetic,ml-100k", "--models", "mf", "--codecs", "dense", "--seeds", "0", "--jobs", "1",
             "--data-dir", f"ml-100k={tmp_path / 'no-such-folder'}", "--out", str(tmp_path / "m1"), "--set", *TINY_RUNS]
     done = run_script("results_matrix.py", *args, cwd=tmp_path)
-    assert done.returncode == 1 and "results_matrix: a run failed" in done.stderr.splitlines()[-1]
+    assert done.returncode == 1 and "results_matrix: run ml-100k mf dense 0 failed" in done.stderr.splitlines()[-1]
+    assert "Traceback" in done.stderr
     table = (tmp_path / "m1" / "results.md").read_text()
     assert "| synthetic | mf | dense | 1 |" in table and "| ml-100k |" not in table
-    assert "Not yet run (1 of the command's runs): ml-100k mf dense seed 0." in table
+    assert "Not yet finished (1 of the command's runs): ml-100k mf dense seed 0." in table
 
 
-def test_a_finished_runs_record_is_committed_and_its_checkpoints_are_not():
-    run = "results/matrix1/runs/synthetic-mf-dense-0"
-    paths = [f"{run}/summary.json", f"{run}/rounds.jsonl", f"{run}/commits.txt", f"{run}/incidents.jsonl",
-             f"{run}/checkpoints/round-000010.npz",
-             f"{run}/client-state/e38fa48575432dd8"]
-    done = subprocess.run(["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True)
-    assert done.stdout.split() == paths[4:]
+def test_a_partial_matrix_compares_a_codec_to_dense_on_the_seeds_both_have():
+    rows = [{"seed": s, "hr@10": hr, "ndcg@10": nd} for s, hr, nd in [(0, 0.5, 0.2), (1, 0.7, 0.4), (2, 0.6, 0.3)]]
+    codec = [{"seed": 0, "hr@10": 0.5, "ndcg@10": 0.1}, {"seed": 1, "hr@10": 0.7, "ndcg@10": 0.5}]
+    # seeds 0 and 1: HR 1.2 / 1.2, NDCG 0.6 / 0.6; against all three dense seeds it would read 0.944 / 0.938
+    assert results_matrix.dense_ratio(codec, rows) == "1.000 / 1.000 (2 seeds)"
+    assert results_matrix.dense_ratio(rows, rows) == "1.000 / 1.000"
+    assert results_matrix.dense_ratio(codec, []) == "-"
+
+
+def test_the_codec_that_only_changes_neumf_weights_has_no_mf_runs(tmp_path):
+    args = ["--datasets", "synthetic", "--models", "mf", "--codecs", "dense,fedras-int4-weights", "--seeds", "0",
+            "--jobs", "1", "--out", str(tmp_path / "m1"), "--set", *TINY_RUNS]
+    done = run_script("results_matrix.py", *args, cwd=tmp_path)
+    assert done.returncode == 0 and "1 runs, 0 already done, 1 to run" in done.stdout, done.stderr[-2000:]
+
+
+def test_a_finished_runs_record_is_kept_by_git_and_its_checkpoints_are_not():
+    for run in ("results/matrix1/runs/synthetic-mf-dense-0", "results/calibration/ml-100k-mf/runs/lr-0.5"):
+        paths = [f"{run}/summary.json", f"{run}/rounds.jsonl", f"{run}/commits.txt", f"{run}/incidents.jsonl",
+                 f"{run}/checkpoints/round-000010.npz", f"{run}/client-state/e38fa48575432dd8"]
+        done = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REPO, capture_output=True, text=True)
+        assert done.stdout.split() == paths[4:]
 
 
 def test_the_flower_app_bundle_leaves_out_every_run_file():
-    from flwr.cli.build import build_fab_from_disk
+    from flwr.cli.build import build_fab_from_files
 
-    assert list((REPO / "results").glob("*/runs/*/summary.json"))  # committed records: something to leave out
-    with zipfile.ZipFile(io.BytesIO(build_fab_from_disk(REPO))) as fab:
-        assert [name for name in fab.namelist() if "/runs/" in name] == []
+    keep = ["pyproject.toml", ".gitignore", "results/.gitignore", "fedras_flwr/__init__.py"]
+    runs = [f"results/{folder}/runs/x/{name}" for folder in ("matrix1", "calibration/ml-100k-mf")
+            for name in ("summary.json", "rounds.jsonl", "incidents.jsonl", "commits.txt")]
+    files = {path: (REPO / path).read_bytes() for path in keep} | {path: b"{}" for path in runs}
+    fab, _ = build_fab_from_files(files)
+    with zipfile.ZipFile(io.BytesIO(fab)) as bundle:
+        names = bundle.namelist()
+    assert "fedras_flwr/__init__.py" in names and [name for name in names if "/runs/" in name] == []
 
 
 def test_calibrate_budget_runs(tmp_path):
