@@ -112,7 +112,7 @@ def dense_ratio(group: list[dict[str, Any]], dense: list[dict[str, Any]]) -> str
         return "-"
     hr, ndcg = (statistics.mean(g[m] for g in shared) / statistics.mean(by_seed[g["seed"]][m] for g in shared)
                 for m in ("hr@10", "ndcg@10"))
-    seeds = "" if len(shared) == len(group) == len(dense) else f" ({len(shared)} seeds)"
+    seeds = "" if len(shared) == len(group) == len(dense) else f" ({len(shared)} seed{'s' * (len(shared) > 1)})"
     return f"{hr:.3f} / {ndcg:.3f}{seeds}"
 
 

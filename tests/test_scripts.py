@@ -82,6 +82,7 @@ def test_a_partial_matrix_compares_a_codec_to_dense_on_the_seeds_both_have():
     assert results_matrix.dense_ratio(codec, rows) == "1.000 / 1.000 (2 seeds)"
     assert results_matrix.dense_ratio(rows, rows) == "1.000 / 1.000"
     assert results_matrix.dense_ratio(codec, []) == "-"
+    assert results_matrix.dense_ratio(codec[:1], rows) == "1.000 / 0.500 (1 seed)"
 
 
 def test_the_codec_that_only_changes_neumf_weights_has_no_mf_runs(tmp_path):
