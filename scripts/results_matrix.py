@@ -11,10 +11,11 @@ metrics (tests/test_flower.py).
 
 Resumable: a run whose summary.json exists is read, not run again, so the same command continues where it
 stopped; the tables are rewritten after every finished run and name the runs not yet finished (re-render the
-README with scripts/render_results.py once they change). A finished run's
-summary.json, rounds.jsonl, commits.txt and incidents.jsonl are committed with the tables (results/.gitignore;
-add only run folders that hold a summary.json), so a fresh clone reads finished runs back; a stopped run's
-checkpoints are not committed, so on a fresh clone it starts again from round 0. Writes <out>/runs.csv (one row per run), <out>/results.md (mean +- std over seeds, ratios to dense),
+README with scripts/render_results.py once they change). A finished run's summary.json, rounds.jsonl, commits.txt
+and incidents.jsonl are committed with the tables (results/.gitignore; add only run folders that hold a
+summary.json), so a fresh clone reads finished runs back; a stopped run's checkpoints are not committed, so on a
+fresh clone it starts again from round 0. Writes <out>/runs.csv (one row per run), <out>/results.md (mean +- std
+over seeds, ratios to dense),
 <out>/hr_vs_upload.png (HR@10 against upload bytes per client, log axis, one panel per dataset, seed spread as
 error bars) and <out>/manifest.json (the command, and every commit a run was started or resumed on). A run
 stopped midway resumes from its checkpoints; a run folder made with other settings stops the command.
@@ -163,7 +164,8 @@ def main() -> None:
             plans[cell] = planned_run(cfg, commit)
     except (ValueError, OSError) as err:  # a preset without a budget, a run folder of other settings
         sys.exit(f"results_matrix: {err}")
-    finished = {cell: plans[cell][1] for cell in cells if plans[cell][1] is not None}
+    # each finished run's table row, made once (it reads the run's rounds.jsonl)
+    finished = {cell: row(*cell[:3], plan, summary) for cell, (plan, summary) in plans.items() if summary is not None}
     todo = [cell for cell in cells if cell not in finished]
     print(f"{len(cells)} runs, {len(finished)} already done, {len(todo)} to run ({args.jobs} at a time)", flush=True)
     write_results(cells, finished, plans, out, command)
@@ -178,16 +180,17 @@ def main() -> None:
                      f"finished runs; fix the cause and re-run the same command to go on")
         print(f"{' '.join(map(str, cell))}: HR@10 {summary['final']['hr@10']:.4f} "
               f"NDCG@10 {summary['final']['ndcg@10']:.4f} cut vs dense {summary['up-reduction-dense']:.2f} %", flush=True)
-        finished[cell] = summary
+        finished[cell] = row(*cell[:3], plans[cell][0], summary)
         write_results(cells, finished, plans, out, command)  # a stopped command leaves the tables of what finished
 
 
 def write_results(cells: list[Cell], finished: dict[Cell, dict[str, Any]], plans: dict[Cell, Any], out: Path,
                   command: str) -> None:
-    """runs.csv, results.md, the plot and the manifest of the finished runs; results.md names the runs not yet
-    finished, so a partial matrix never reads as a whole one (with none finished, no csv or plot is left)."""
+    """runs.csv, results.md, the plot and the manifest of the finished runs (`finished`: their table rows);
+    results.md names the runs not yet finished, so a partial matrix never reads as a whole one (with none
+    finished, no csv or plot is left)."""
     done = [cell for cell in cells if cell in finished]
-    rows = [row(*cell[:3], plans[cell][0], finished[cell]) for cell in done]
+    rows = [finished[cell] for cell in done]
     if rows:
         with open(out / "runs.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -201,6 +204,7 @@ def write_results(cells: list[Cell], finished: dict[Cell, dict[str, Any]], plans
     write_manifest(out, command, [Path(plans[cell][0].out_dir) for cell in done])
     print(f"wrote {out / 'runs.csv'}, {out / 'results.md'}, {out / 'hr_vs_upload.png'}, {out / 'manifest.json'} "
           f"({len(done)} of {len(cells)} runs)", flush=True)
+
 
 if __name__ == "__main__":
     main()
