@@ -99,12 +99,12 @@ def main() -> None:
     lrs = [float(lr) for lr in args.lrs.split(",")]
     run_dirs = {lr: out / "runs" / f"lr-{lr:g}" for lr in lrs}
     try:
-        planned = {lr: planned_run(base.replace(lr=lr, out_dir=str(run_dirs[lr])), stamp) for lr in lrs}
+        planned = {lr: planned_run(base.replace(lr=lr, out_dir=str(run_dirs[lr]))) for lr in lrs}
     except StaleRun as err:
         sys.exit(f"calibrate_budget: {err}")
     todo = [lr for lr in lrs if planned[lr][1] is None]
     print(f"{len(todo)} of {len(lrs)} runs to do ({len(lrs) - len(todo)} already finished in {out})", flush=True)
-    for lr, summary in zip(todo, run_many([planned[lr][0] for lr in todo], args.jobs)):
+    for lr, summary in zip(todo, run_many([planned[lr][0] for lr in todo], args.jobs, stamp)):
         print(f"lr {lr:g}: final val-HR@10 {summary['final'][METRIC]:.4f}", flush=True)
 
     rows, curves, by_lr = [], [], {}

@@ -243,14 +243,14 @@ def main() -> None:
             plan[dataset] = found[1]
             unreachable += found[2]
         commit = git_commit(REPO)
-        planned = [planned_run(RunConfig.from_flat(job["config"]), commit) for job in jobs]
+        planned = [planned_run(RunConfig.from_flat(job["config"])) for job in jobs]
     except (ValueError, OSError) as err:  # a preset without a budget, a run folder of other settings
         sys.exit(f"payload_grid: {err}")
     (out / "plan.json").write_text(json.dumps(plan, indent=2))
     todo = [(job, cfg) for job, (cfg, summary) in zip(jobs, planned) if summary is None]
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done, {len(todo)} to run ({args.jobs} at a time); "
           f"calibration in {out / 'plan.json'}", flush=True)
-    for (job, _), summary in zip(todo, run_many([cfg for _, cfg in todo], args.jobs)):
+    for (job, _), summary in zip(todo, run_many([cfg for _, cfg in todo], args.jobs, commit)):
         row = result_row(job, summary)
         print(f"{row['dataset']} {row['codec']:8s} {row['level']:6.2f}% seed {row['seed']}: HR@10 {row['hr@10']:.4f} "
               f"NDCG@10 {row['ndcg@10']:.4f} reduction {row['up-reduction-dense']:.2f}%", flush=True)

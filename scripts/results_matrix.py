@@ -161,15 +161,15 @@ def main() -> None:
         plans = {}
         for cell in cells:
             cfg = run_config(*cell, data_dirs, args.set).replace(out_dir=str(out / "runs" / "-".join(map(str, cell))))
-            plans[cell] = planned_run(cfg, commit)
+            plans[cell] = planned_run(cfg)
     except (ValueError, OSError) as err:  # a preset without a budget, a run folder of other settings
         sys.exit(f"results_matrix: {err}")
     # each finished run's table row, made once (it reads the run's rounds.jsonl)
     finished = {cell: row(*cell[:3], plan, summary) for cell, (plan, summary) in plans.items() if summary is not None}
-    todo = [cell for cell in cells if cell not in finished]
+    todo = run_order([cell for cell in cells if cell not in finished])
     print(f"{len(cells)} runs, {len(finished)} already done, {len(todo)} to run ({args.jobs} at a time)", flush=True)
     write_results(cells, finished, plans, out, command)
-    summaries = run_many([plans[cell][0] for cell in todo], args.jobs)  # in the order of `todo`
+    summaries = run_many([plans[cell][0] for cell in todo], args.jobs, commit)  # in the order of `todo`
     for cell in todo:
         try:
             summary = next(summaries)
@@ -182,6 +182,13 @@ def main() -> None:
               f"NDCG@10 {summary['final']['ndcg@10']:.4f} cut vs dense {summary['up-reduction-dense']:.2f} %", flush=True)
         finished[cell] = row(*cell[:3], plans[cell][0], summary)
         write_results(cells, finished, plans, out, command)  # a stopped command leaves the tables of what finished
+
+
+def run_order(cells: list[Cell]) -> list[Cell]:
+    """Seed by seed within a dataset and model, so that a matrix stopped midway holds every codec of the seeds it
+    finished: its ratios to dense are then paired (the tables keep the cells' own order)."""
+    groups = list(dict.fromkeys(cell[:2] for cell in cells))  # datasets and models in the order asked
+    return sorted(cells, key=lambda cell: (groups.index(cell[:2]), cell[3]))
 
 
 def write_results(cells: list[Cell], finished: dict[Cell, dict[str, Any]], plans: dict[Cell, Any], out: Path,

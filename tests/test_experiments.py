@@ -13,28 +13,45 @@ import pytest
 
 from fedras_flwr.config import ConfigError, RunConfig
 from fedras_flwr.tooling import experiments
-from fedras_flwr.tooling.experiments import StaleRun, bytes_per_client, calibrated_budget, planned_run, run_commits
+from fedras_flwr.tooling.experiments import (
+    StaleRun,
+    bytes_per_client,
+    calibrated_budget,
+    planned_run,
+    run_commits,
+    run_many,
+)
 
 
 def test_a_run_folder_is_new_done_stopped_or_stale(tmp_path, monkeypatch):
     cfg = RunConfig(num_server_rounds=4, out_dir=str(tmp_path / "run"))
-    assert planned_run(cfg, "abc123") == (cfg, None)  # new: run it as asked
-    (tmp_path / "run" / "checkpoints").mkdir()
+    assert planned_run(cfg) == (cfg, None)  # new: run it as asked
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "round-2.npz").write_bytes(b"x")
     checked = []
     monkeypatch.setattr(experiments, "find_resume_point", checked.append)  # the checkpoint's own check passes
-    resumed, summary = planned_run(cfg, "def456")  # stopped midway: resume from its checkpoints
+    resumed, summary = planned_run(cfg)  # stopped midway: resume from its checkpoints
     assert summary is None and resumed.resume == str(tmp_path / "run") and checked == [resumed]
     finished = {"config": {**cfg.to_flat(), "data-dir": "/elsewhere"}, "final": {}}
     (tmp_path / "run" / "summary.json").write_text(json.dumps(finished))
-    assert planned_run(cfg, "0ff1ce") == (cfg, finished)  # done (the data folder may differ)
-    assert run_commits([tmp_path / "run"]) == ["abc123", "def456"]  # a finished run is not stamped again
+    assert planned_run(cfg) == (cfg, finished)  # done (the data folder may differ)
+    assert not (tmp_path / "run" / "commits.txt").exists()  # planning stamps nothing: run_many does, as a run starts
     with pytest.raises(StaleRun, match=r"holds a run made with other settings \(lr, num-server-rounds\)"):
-        planned_run(cfg.replace(num_server_rounds=6, lr=2.0), "abc123")
+        planned_run(cfg.replace(num_server_rounds=6, lr=2.0))
     with pytest.raises(StaleRun, match=r"\(num-server-rounds\)"):
-        planned_run(cfg.replace(num_server_rounds=3), "abc123")  # fewer rounds: not that run's results
-    longer, summary = planned_run(cfg.replace(num_server_rounds=6), "beef00")  # more: it goes on
+        planned_run(cfg.replace(num_server_rounds=3))  # fewer rounds: not that run's results
+    longer, summary = planned_run(cfg.replace(num_server_rounds=6))  # more: it goes on
     assert summary is None and longer.resume == str(tmp_path / "run") and longer.num_server_rounds == 6
+
+
+def test_a_run_is_stamped_with_the_commands_commit_when_it_starts(tmp_path):
+    runs = [RunConfig(num_server_rounds=1, clients_per_round=4, eval_every=1, out_dir=str(tmp_path / f"run-{seed}"),
+                      seed=seed) for seed in (0, 1)]
+    list(run_many(runs[:1], 1, "abc123"))
+    list(run_many(runs[:1], 1, "def456"))  # resumed or extended later: both commits are that run's
+    list(run_many(runs[1:], 1))  # no commit: no stamp
+    assert run_commits([tmp_path / "run-0"]) == ["abc123", "def456"]
+    assert not (tmp_path / "run-1" / "commits.txt").exists() and (tmp_path / "run-1" / "summary.json").is_file()
 
 
 def test_bytes_per_client_count_the_uploads_and_downloads_that_happened(tmp_path):
@@ -60,7 +77,7 @@ def test_a_stopped_run_of_other_settings_is_refused_before_anything_runs(tmp_pat
 
     monkeypatch.setattr(experiments, "find_resume_point", differs)
     with pytest.raises(StaleRun, match=r"holds a stopped run that cannot go on as asked \(resume: the run config differs"):
-        planned_run(cfg, "abc123")
+        planned_run(cfg)
     assert not (tmp_path / "run" / "commits.txt").exists()
 
 
@@ -122,3 +139,22 @@ def test_a_worker_that_dies_fails_the_command_instead_of_hanging(tmp_path):
         os.kill(workers[0], signal.SIGKILL)  # as the out-of-memory killer would
         _, stderr = command.communicate(timeout=30)
         assert command.returncode != 0 and "BrokenProcessPool" in stderr
+
+
+def test_the_commit_stamp_marks_code_changes_but_not_the_commands_own_results(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / "results" / "table.md").write_text("rewritten by a resumed command\n")
+    (tmp_path / "untracked.py").write_text("y = 2\n")
+    assert experiments.git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert experiments.git_commit(tmp_path) == f"{head} (with uncommitted changes)"

@@ -85,6 +85,12 @@ def test_a_partial_matrix_compares_a_codec_to_dense_on_the_seeds_both_have():
     assert results_matrix.dense_ratio(codec[:1], rows) == "1.000 / 0.500 (1 seed)"
 
 
+def test_a_matrix_runs_seed_by_seed_so_a_stopped_one_has_every_codec_of_its_finished_seeds():
+    cells = [("b", "mf", codec, seed) for codec in ("dense", "fedras") for seed in (0, 1)] + [("a", "mf", "dense", 0)]
+    assert results_matrix.run_order(cells) == [("b", "mf", "dense", 0), ("b", "mf", "fedras", 0),
+                                              ("b", "mf", "dense", 1), ("b", "mf", "fedras", 1), ("a", "mf", "dense", 0)]
+
+
 def test_the_codec_that_only_changes_neumf_weights_has_no_mf_runs(tmp_path):
     args = ["--datasets", "synthetic", "--models", "mf", "--codecs", "dense,fedras-int4-weights", "--seeds", "0",
             "--jobs", "1", "--out", str(tmp_path / "m1"), "--set", *TINY_RUNS]

@@ -54,15 +54,22 @@ def calibrated_budget(dataset: str, model: str) -> dict[str, Any]:
 
 
 def git_commit(repo: Path) -> str:
-    """The checkout's commit, marked when tracked files differ from it: the stamp of a results file."""
+    """The checkout's commit, marked when tracked files differ from it: the stamp of a results file. Files under
+    results/ do not count: they are what the experiment commands write, so a resumed command would otherwise stamp
+    its own earlier tables as a code change."""
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--",
+                            ".", ":(exclude)results"], capture_output=True, text=True).stdout.strip()
     return (head.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
 
-def _run(flat_config: dict[str, Any]) -> dict[str, Any]:
+def _run(flat_config: dict[str, Any], commit: str | None) -> dict[str, Any]:
     logging.disable(logging.INFO)
+    if commit is not None and flat_config["out-dir"]:  # stamped as it starts: a run the command never reached is not stamped
+        run_dir = Path(flat_config["out-dir"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "commits.txt", "a") as stamp:
+            stamp.write(commit + "\n")
     return run_inprocess(RunConfig.from_flat(flat_config))
 
 
@@ -75,8 +82,9 @@ def _worker_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the command stops its workers, without their tracebacks
 
 
-def run_many(configs: Sequence[RunConfig], jobs: int) -> Iterator[dict[str, Any]]:
-    """Summaries of every run, in order, `jobs` processes at a time. Stopping the command (Ctrl-C, or SIGTERM to
+def run_many(configs: Sequence[RunConfig], jobs: int, commit: str | None = None) -> Iterator[dict[str, Any]]:
+    """Summaries of every run, in order, `jobs` processes at a time; with `commit`, each run appends it to its
+    folder's commits.txt as it starts (the commits a run was started or resumed on). Stopping the command (Ctrl-C, or SIGTERM to
     its process alone) or a failing run stops the workers: an orphan worker would keep writing a run folder that a
     rerun of the command resumes at the same time (stopped runs resume from their checkpoints). A worker that dies
     (killed, out of memory) raises BrokenProcessPool."""
@@ -84,7 +92,7 @@ def run_many(configs: Sequence[RunConfig], jobs: int) -> Iterator[dict[str, Any]
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if main_thread else None
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_signals)
     try:
-        yield from pool.map(_run, [cfg.to_flat() for cfg in configs])
+        yield from pool.map(_run, [cfg.to_flat() for cfg in configs], [commit] * len(configs))
         pool.shutdown()
     except BaseException:
         workers = list((pool._processes or {}).values())  # private, but Python < 3.14 has no terminate_workers()
@@ -106,11 +114,11 @@ class StaleRun(ValueError):
     """A run folder holds a run made with other settings."""
 
 
-def planned_run(cfg: RunConfig, commit: str) -> tuple[RunConfig, dict[str, Any] | None]:
+def planned_run(cfg: RunConfig) -> tuple[RunConfig, dict[str, Any] | None]:
     """What a resumable experiment does with `cfg.out_dir`: (cfg, its summary) when the run finished with these
     settings; (the config to run, None) otherwise, resuming from the checkpoints a stopped run left, or that a
-    finished run left when more rounds are asked of it. The run's folder gets `commit` appended to its
-    commits.txt. StaleRun when the folder's run had other settings."""
+    finished run left when more rounds are asked of it (run_many stamps it with the commit as it starts). StaleRun
+    when the folder's run had other settings."""
     run_dir = Path(cfg.out_dir)
     summary_file = run_dir / "summary.json"
     extend = False
@@ -135,9 +143,6 @@ def planned_run(cfg: RunConfig, commit: str) -> tuple[RunConfig, dict[str, Any] 
         except (ConfigError, CheckpointError) as err:
             raise StaleRun(f"{run_dir} holds a stopped run that cannot go on as asked ({err}): delete that folder, "
                            f"or give another output folder") from None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "commits.txt", "a") as stamp:
-        stamp.write(commit + "\n")
     return cfg, None
 
 
