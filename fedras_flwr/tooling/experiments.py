@@ -65,7 +65,7 @@ def git_commit(repo: Path) -> str:
 
 def _run(flat_config: dict[str, Any], commit: str | None) -> dict[str, Any]:
     logging.disable(logging.INFO)
-    if commit is not None and flat_config["out-dir"]:  # stamped as it starts: a run the command never reached is not stamped
+    if commit is not None and flat_config["out-dir"]:  # stamped as it starts: a run never reached has no stamp
         run_dir = Path(flat_config["out-dir"])
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "commits.txt", "a") as stamp:
@@ -84,10 +84,10 @@ def _worker_signals() -> None:
 
 def run_many(configs: Sequence[RunConfig], jobs: int, commit: str | None = None) -> Iterator[dict[str, Any]]:
     """Summaries of every run, in order, `jobs` processes at a time; with `commit`, each run appends it to its
-    folder's commits.txt as it starts (the commits a run was started or resumed on). Stopping the command (Ctrl-C, or SIGTERM to
-    its process alone) or a failing run stops the workers: an orphan worker would keep writing a run folder that a
-    rerun of the command resumes at the same time (stopped runs resume from their checkpoints). A worker that dies
-    (killed, out of memory) raises BrokenProcessPool."""
+    folder's commits.txt as it starts (the commits a run was started or resumed on). Stopping the command (Ctrl-C,
+    or SIGTERM to its process alone) or a failing run stops the workers: an orphan worker would keep writing a run
+    folder that a rerun of the command resumes at the same time (stopped runs resume from their checkpoints). A
+    worker that dies (killed, out of memory) raises BrokenProcessPool."""
     main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live there only
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if main_thread else None
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_worker_signals)
