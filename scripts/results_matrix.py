@@ -185,8 +185,9 @@ def main() -> None:
 
 
 def run_order(cells: list[Cell]) -> list[Cell]:
-    """Seed by seed within a dataset and model, so that a matrix stopped midway holds every codec of the seeds it
-    finished: its ratios to dense are then paired (the tables keep the cells' own order)."""
+    """Seed by seed (in increasing order) within a dataset and model, datasets and models in the order asked, so
+    that a matrix stopped midway holds every codec of the seeds it finished: its ratios to dense are then paired
+    (the tables keep the cells' own order)."""
     groups = list(dict.fromkeys(cell[:2] for cell in cells))  # datasets and models in the order asked
     return sorted(cells, key=lambda cell: (groups.index(cell[:2]), cell[3]))
 

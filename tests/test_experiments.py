@@ -45,13 +45,19 @@ def test_a_run_folder_is_new_done_stopped_or_stale(tmp_path, monkeypatch):
 
 
 def test_a_run_is_stamped_with_the_commands_commit_when_it_starts(tmp_path):
-    runs = [RunConfig(num_server_rounds=1, clients_per_round=4, eval_every=1, out_dir=str(tmp_path / f"run-{seed}"),
-                      seed=seed) for seed in (0, 1)]
-    list(run_many(runs[:1], 1, "abc123"))
-    list(run_many(runs[:1], 1, "def456"))  # resumed or extended later: both commits are that run's
-    list(run_many(runs[1:], 1))  # no commit: no stamp
-    assert run_commits([tmp_path / "run-0"]) == ["abc123", "def456"]
-    assert not (tmp_path / "run-1" / "commits.txt").exists() and (tmp_path / "run-1" / "summary.json").is_file()
+    first = RunConfig(num_server_rounds=1, clients_per_round=4, eval_every=1, out_dir=str(tmp_path / "run"))
+    list(run_many([planned_run(first)[0]], 1, "abc123"))
+    longer, summary = planned_run(first.replace(num_server_rounds=2))  # more rounds: it goes on from its checkpoint
+    assert summary is None and longer.resume
+    list(run_many([longer], 1, "def456"))
+    assert run_commits([tmp_path / "run"]) == ["abc123", "def456"]
+    failing = RunConfig(dataset="ml-100k", data_dir=str(tmp_path / "no-such-folder"), out_dir=str(tmp_path / "failed"))
+    with pytest.raises(Exception, match="no-such-folder"):
+        list(run_many([failing], 1, "beef00"))
+    assert run_commits([tmp_path / "failed"]) == ["beef00"]  # stamped before it ran, so a failed run has its commit
+    unstamped = RunConfig(num_server_rounds=1, clients_per_round=4, out_dir=str(tmp_path / "unstamped"))
+    list(run_many([unstamped], 1))
+    assert not (tmp_path / "unstamped" / "commits.txt").exists() and (tmp_path / "unstamped" / "summary.json").is_file()
 
 
 def test_bytes_per_client_count_the_uploads_and_downloads_that_happened(tmp_path):
@@ -78,7 +84,8 @@ def test_a_stopped_run_of_other_settings_is_refused_before_anything_runs(tmp_pat
     monkeypatch.setattr(experiments, "find_resume_point", differs)
     with pytest.raises(StaleRun, match=r"holds a stopped run that cannot go on as asked \(resume: the run config differs"):
         planned_run(cfg)
-    assert not (tmp_path / "run" / "commits.txt").exists()
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "run").rglob("*")) == [
+        Path("run/checkpoints"), Path("run/checkpoints/round-2.npz")]  # nothing written
 
 
 def _descendants(pid: int) -> list[int]:
@@ -146,15 +153,20 @@ def test_the_commit_stamp_marks_code_changes_but_not_the_commands_own_results(tm
         subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
 
     git("init", "-q")
-    (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "table.md").write_text("old\n")
-    (tmp_path / "code.py").write_text("x = 1\n")
+    for name, text in [("results/table.md", "old\n"), ("README.md", "old\n"), ("fedras_flwr/code.py", "x = 1\n"),
+                       ("pyproject.toml", "[project]\n")]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
     head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True).stdout.strip()
     (tmp_path / "results" / "table.md").write_text("rewritten by a resumed command\n")
-    (tmp_path / "untracked.py").write_text("y = 2\n")
+    (tmp_path / "README.md").write_text("its tables rendered again\n")
+    (tmp_path / "fedras_flwr" / "untracked.py").write_text("y = 2\n")
     assert experiments.git_commit(tmp_path) == head
-    (tmp_path / "code.py").write_text("x = 2\n")
+    (tmp_path / "fedras_flwr" / "code.py").write_text("x = 2\n")
+    assert experiments.git_commit(tmp_path) == f"{head} (with uncommitted changes)"
+    git("checkout", "fedras_flwr/code.py")
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     assert experiments.git_commit(tmp_path) == f"{head} (with uncommitted changes)"

@@ -2,6 +2,7 @@
 
 import importlib.util
 import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -39,6 +40,8 @@ def test_payload_grid_runs(tmp_path):
     assert "| synthetic | 90.0 | fedras |" in table and "| synthetic | 90.0 | topk |" in table
     assert "| synthetic | 99.9 | small-d | unreachable" in table  # d = 32: small-d cannot cut more than 1 - 1/32
     assert (tmp_path / "grid" / "hr_vs_upload.png").stat().st_size > 0
+    commits = json.loads((tmp_path / "grid" / "manifest.json").read_text())["commits"]
+    assert commits and not any(c.startswith("unknown") for c in commits)  # every run stamped with its commit
     again = run_script("payload_grid.py", *args, cwd=tmp_path)  # every run is read back, none repeated
     assert again.returncode == 0 and " 0 to run " in again.stdout
 
@@ -59,7 +62,9 @@ def test_results_matrix_runs_and_resumes(tmp_path):
     table = (tmp_path / "m1" / "results.md").read_text()
     assert "| synthetic | mf | dense | 1 |" in table and "| synthetic | mf | fedras | 1 |" in table
     assert (tmp_path / "m1" / "hr_vs_upload.png").stat().st_size > 0
-    assert "results_matrix.py --datasets synthetic" in (tmp_path / "m1" / "manifest.json").read_text()
+    manifest = json.loads((tmp_path / "m1" / "manifest.json").read_text())
+    assert "results_matrix.py --datasets synthetic" in manifest["command"]
+    assert manifest["commits"] and not any(c.startswith("unknown") for c in manifest["commits"])  # runs stamped
     again = run_script("results_matrix.py", *args, cwd=tmp_path)  # every run is read back, none repeated
     assert again.returncode == 0 and "2 runs, 2 already done, 0 to run" in again.stdout
 
@@ -127,6 +132,8 @@ def test_calibrate_budget_runs(tmp_path):
     table = (tmp_path / "cal" / "calibration.md").read_text()
     assert "| 2 |" in table and "| 4 |" in table and "Runs made on: " in table and "Recommended: lr" in table
     assert len((tmp_path / "cal" / "curves.csv").read_text().splitlines()) == 1 + 2 * 4  # header + 2 lrs x 4 evaluations
+    commits = json.loads((tmp_path / "cal" / "calibration.json").read_text())["commits"]
+    assert commits and not any(c.startswith("unknown") for c in commits)  # both runs stamped with their commit
 
 
 def test_the_readme_results_are_the_files_under_results():

@@ -53,20 +53,24 @@ def calibrated_budget(dataset: str, model: str) -> dict[str, Any]:
     return {key: preset[key] for key in BUDGET_KEYS}
 
 
+#: What a run executes, relative to the repository: a change to any of these marks the commit stamp.
+RUN_CODE = ("fedras_flwr", "scripts", "pyproject.toml")
+
+
 def git_commit(repo: Path) -> str:
-    """The checkout's commit, marked when tracked files differ from it: the stamp of a results file. Files under
-    results/ do not count: they are what the experiment commands write, so a resumed command would otherwise stamp
-    its own earlier tables as a code change."""
+    """The checkout's commit, marked when a tracked file a run executes (the package with its configs, the scripts,
+    pyproject.toml) differs from it: the stamp of a results file. Other files do not count: the experiment commands
+    rewrite their own tables under results/ and the README's copy of them, which are no code change."""
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
     dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--",
-                            ".", ":(exclude)results"], capture_output=True, text=True).stdout.strip()
+                            *RUN_CODE], capture_output=True, text=True).stdout.strip()
     return (head.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
 
 def _run(flat_config: dict[str, Any], commit: str | None) -> dict[str, Any]:
     logging.disable(logging.INFO)
     if commit is not None and flat_config["out-dir"]:  # stamped as it starts: a run never reached has no stamp
-        run_dir = Path(flat_config["out-dir"])
+        run_dir = Path(flat_config["out-dir"]).expanduser()
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "commits.txt", "a") as stamp:
             stamp.write(commit + "\n")
