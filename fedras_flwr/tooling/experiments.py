@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from fedras_flwr.config import ConfigError, RunConfig
 from fedras_flwr.tooling.checkpoint import CheckpointError
 from fedras_flwr.tooling.inprocess import run_inprocess
+from fedras_flwr.tooling.results import resolve_out_dir
 from fedras_flwr.tooling.session import CHECKPOINTS, RESUMABLE_CHANGES, find_resume_point
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -70,7 +71,7 @@ def git_commit(repo: Path) -> str:
 def _run(flat_config: dict[str, Any], commit: str | None) -> dict[str, Any]:
     logging.disable(logging.INFO)
     if commit is not None and flat_config["out-dir"]:  # stamped as it starts: a run never reached has no stamp
-        run_dir = Path(flat_config["out-dir"]).expanduser()
+        run_dir = resolve_out_dir(flat_config["out-dir"])  # the folder the run itself writes to
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "commits.txt", "a") as stamp:
             stamp.write(commit + "\n")
