@@ -11,7 +11,8 @@ any `--set run.<key>=value`.
 runs Matrix 2 (ML-100K and Last.fm at 96.88 and 99 %, every codec, seeds 0-2) into results/matrix2/. Resumable:
 a finished run is read, not run again; a stopped one resumes from its checkpoints; a run folder made with other
 settings stops the command. Writes <out>/grid.csv (one row per run), <out>/grid.md (mean +- std over seeds; a
-level a codec cannot reach is named), <out>/hr_vs_upload.png (HR@10 against upload bytes per client, log axis,
+level a codec cannot reach is named; then FedRAS against each baseline user by user, from each run's
+test-ranks.csv: the paired difference with its 95 % interval), <out>/hr_vs_upload.png (HR@10 against upload bytes per client, log axis,
 one panel per dataset, seed spread as error bars), <out>/plan.json (the calibrated settings) and
 <out>/manifest.json (the command, every commit a run was started or resumed on). Runs go through the in-process
 loop (fedras_flwr/tooling/experiments.py); `--jobs` runs that many in parallel.
@@ -53,6 +54,8 @@ from fedras_flwr.tooling.experiments import (
     run_many,
     write_manifest,
 )
+from fedras_flwr.tooling.paired import paired_gap
+from fedras_flwr.tooling.results import TEST_RANKS_FILE, read_test_ranks
 
 LEVELS = (50.0, 75.0, 87.5, 93.75, 96.88, 99.0)
 #: every codec that declares a budget parameter, and small-d: the dense codec with a smaller embedding
@@ -141,8 +144,48 @@ def result_row(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         "up-reduction-sparse": summary["up-reduction-sparse"],
         "up-bytes": up_bytes,
         "rounds": cfg.num_server_rounds, "clients-per-round": cfg.clients_per_round,
-        "out-dir": summary["out-dir"],
+        "out-dir": str(cfg.out_dir),
     }
+
+
+def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """FedRAS against every baseline at each level, user by user on the seeds both ran (tooling/paired.py)."""
+    cells: dict[tuple[str, float, str], dict[int, dict[int, int]]] = {}
+    for row in rows:  # (dataset, level, codec) -> seed -> user -> sampled rank of the test item
+        if not (Path(row["out-dir"]) / TEST_RANKS_FILE).is_file():
+            continue  # a run made before runs wrote their per-user ranks: its seed is left out of the pairing
+        ranks = {user: sampled for user, (sampled, _) in read_test_ranks(Path(row["out-dir"])).items()}
+        cells.setdefault((row["dataset"], row["level"], row["codec"]), {})[row["seed"]] = ranks
+    order = {codec: i for i, codec in enumerate(CODECS)}
+    lines = []
+    for (dataset, level, codec), baseline in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 99))):
+        fedras = cells.get((dataset, level, "fedras"), {})
+        seeds = sorted(set(fedras) & set(baseline))
+        if codec == "fedras" or not seeds:
+            continue
+        gaps = {metric: paired_gap([fedras[s] for s in seeds], [baseline[s] for s in seeds], metric, 10)
+                for metric in ("hr", "ndcg")}
+        verdicts = {"a ahead": "FedRAS ahead", "b ahead": f"{codec} ahead", "tie": "tie"}
+        lines.append(
+            f"| {dataset} | {level} | {codec} | {len(seeds)} | {gaps['hr'].users} | "
+            + " | ".join(f"{g.mean:+.4f} ± {g.half_width:.4f}" for g in gaps.values())
+            + f" | {gaps['hr'].a_better} / {gaps['hr'].b_better} | "
+            + ", ".join(verdicts[g.verdict] for g in gaps.values()) + " |"
+        )
+    if not lines:
+        return []
+    return [
+        "",
+        "FedRAS against each baseline user by user: the difference FedRAS minus baseline of each user's HR@10 and"
+        " NDCG@10 (sampled), averaged over the seeds both ran, then over users, with its 95 % interval; an interval"
+        " that contains 0 is a tie. The hit counts are (seed, user) pairs where only FedRAS or only the baseline"
+        " hit the test item.",
+        "",
+        "| dataset | level | baseline | seeds | users | Δ HR@10 | Δ NDCG@10 | hits only FedRAS / only baseline |"
+        " verdict HR@10, NDCG@10 |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        *lines,
+    ]
 
 
 def write_tables(rows: list[dict[str, Any]], unreachable: list[tuple[str, str, float]], out: Path) -> None:
@@ -169,6 +212,7 @@ def write_tables(rows: list[dict[str, Any]], unreachable: list[tuple[str, str, f
         )
     lines += [f"| {dataset} | {level} | {codec} | unreachable: no setting fits the budget | 0 | - | - | - | - | - | - |"
               for dataset, codec, level in unreachable]
+    lines += paired_lines(rows)
     (out / "grid.md").write_text("\n".join(lines) + "\n")
 
 

@@ -11,12 +11,14 @@ from flwr.simulation import run_simulation
 
 from fedras_flwr.algorithm.components import make_upload_codec
 from fedras_flwr.algorithm.evaluation import UserRanks
+from fedras_flwr.algorithm.metrics import hit_ratio
 from fedras_flwr.algorithm.round_messages import FitOutcome, UserUpload
 from fedras_flwr.codecs import ItemUpdate
 from fedras_flwr.flower.client_app import make_client_app
 from fedras_flwr.flower.server_app import make_server_app
 from fedras_flwr.flower.wire import WireError, pack_ranks, pack_updates, unpack_ranks, unpack_updates
 from fedras_flwr.tooling.inprocess import run_inprocess
+from fedras_flwr.tooling.results import read_test_ranks
 
 REQUIRED_KEYS = {
     "round", "hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full", "train-loss", "up-bytes", "down-bytes",
@@ -63,6 +65,10 @@ def test_results_files(two_node_run):
     assert summary["final"]["hr@10"] == records[-1]["hr@10"]
     assert summary["total-up-bytes"] == records[-1]["total-up-bytes"] == sum(r["up-bytes"] * r["clients"] for r in records)
     assert summary["best-val"]["round"] in (2, 3)
+    ranks = read_test_ranks(cfg.out_dir)  # every user's last-round ranks: the final metrics, user by user
+    assert sorted(ranks) == list(range(cfg.synthetic_users))
+    assert hit_ratio(np.array([sampled for sampled, _ in ranks.values()]), 10) == summary["final"]["hr@10"]
+    assert hit_ratio(np.array([full for _, full in ranks.values()]), 10) == summary["final"]["hr@10-full"]
 
 
 def test_same_metrics_for_any_number_of_supernodes(two_node_run, tmp_path):
@@ -76,6 +82,7 @@ def test_flower_matches_the_in_process_loop(two_node_run, tmp_path):
     run_inprocess(cfg.replace(out_dir=str(tmp_path / "inproc")))
     inproc = [json.loads(x) for x in open(tmp_path / "inproc" / "rounds.jsonl").read().splitlines()]
     assert metrics_only(inproc) == metrics_only(records)
+    assert read_test_ranks(tmp_path / "inproc") == read_test_ranks(cfg.out_dir)
 
 
 def test_learning_happens_on_synthetic(tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from fedras_flwr.algorithm.data.split import UserSplit
 from fedras_flwr.algorithm.evaluation import rank_user
-from fedras_flwr.algorithm.metrics import hit_ratio, ndcg, ranking_report
+from fedras_flwr.algorithm.metrics import hit_ratio, ndcg, ranking_report, user_hits, user_ndcg
 from fedras_flwr.algorithm.models import MF
 
 
@@ -19,6 +19,12 @@ def test_hit_ratio_and_ndcg_by_hand():
     assert ndcg(ranks, 10) == pytest.approx(expected)
     assert hit_ratio(ranks, 1) == pytest.approx(1 / 5)
     assert ndcg(ranks, 1) == pytest.approx(1 / 5)
+
+
+def test_per_user_hits_and_gains_by_hand():
+    ranks = np.array([0, 1, 10])
+    assert user_hits(ranks, 10).tolist() == [1.0, 1.0, 0.0]
+    assert user_ndcg(ranks, 10) == pytest.approx([1.0, 1 / math.log2(3), 0.0])
 
 
 def test_report_keys_and_values():

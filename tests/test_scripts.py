@@ -39,6 +39,8 @@ def test_payload_grid_runs(tmp_path):
     table = (tmp_path / "grid" / "grid.md").read_text()
     assert "| synthetic | 90.0 | fedras |" in table and "| synthetic | 90.0 | topk |" in table
     assert "| synthetic | 99.9 | small-d | unreachable" in table  # d = 32: small-d cannot cut more than 1 - 1/32
+    users = len((tmp_path / "grid" / "runs" / "synthetic-fedras-90.0-s0" / "test-ranks.csv").read_text().splitlines()) - 1
+    assert f"| synthetic | 90.0 | topk | 1 | {users} | " in table  # FedRAS against topk user by user, every test user
     assert (tmp_path / "grid" / "hr_vs_upload.png").stat().st_size > 0
     commits = json.loads((tmp_path / "grid" / "manifest.json").read_text())["commits"]
     assert commits and not any(c.startswith("unknown") for c in commits)  # every run stamped with its commit
@@ -106,9 +108,9 @@ def test_the_codec_that_only_changes_neumf_weights_has_no_mf_runs(tmp_path):
 def test_a_finished_runs_record_is_kept_by_git_and_its_checkpoints_are_not():
     for run in ("results/matrix1/runs/synthetic-mf-dense-0", "results/calibration/ml-100k-mf/runs/lr-0.5"):
         paths = [f"{run}/summary.json", f"{run}/rounds.jsonl", f"{run}/commits.txt", f"{run}/incidents.jsonl",
-                 f"{run}/checkpoints/round-000010.npz", f"{run}/client-state/e38fa48575432dd8"]
+                 f"{run}/test-ranks.csv", f"{run}/checkpoints/round-000010.npz", f"{run}/client-state/e38fa48575432dd8"]
         done = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REPO, capture_output=True, text=True)
-        assert done.stdout.split() == paths[4:]
+        assert done.stdout.split() == paths[5:]
 
 
 def test_the_flower_app_bundle_leaves_out_every_run_file():
@@ -116,7 +118,7 @@ def test_the_flower_app_bundle_leaves_out_every_run_file():
 
     keep = ["pyproject.toml", ".gitignore", "results/.gitignore", "fedras_flwr/__init__.py"]
     runs = [f"results/{folder}/runs/x/{name}" for folder in ("matrix1", "calibration/ml-100k-mf")
-            for name in ("summary.json", "rounds.jsonl", "incidents.jsonl", "commits.txt")]
+            for name in ("summary.json", "rounds.jsonl", "incidents.jsonl", "commits.txt", "test-ranks.csv")]
     files = {path: (REPO / path).read_bytes() for path in keep} | {path: b"{}" for path in runs}
     fab, _ = build_fab_from_files(files)
     with zipfile.ZipFile(io.BytesIO(fab)) as bundle:

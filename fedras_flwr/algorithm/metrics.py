@@ -12,17 +12,25 @@ from typing import Mapping
 import numpy as np
 
 
+def user_hits(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Each user's HR@K: 1.0 if its held-out item is in the top K, else 0.0."""
+    return (np.asarray(ranks) < k).astype(np.float64)
+
+
+def user_ndcg(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Each user's NDCG@K."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    return np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
+
+
 def hit_ratio(ranks: np.ndarray, k: int) -> float:
-    ranks = np.asarray(ranks)
-    return float(np.mean(ranks < k)) if len(ranks) else float("nan")  # nobody evaluated: unknown, not 0
+    hits = user_hits(ranks, k)
+    return float(np.mean(hits)) if len(hits) else float("nan")  # nobody evaluated: unknown, not 0
 
 
 def ndcg(ranks: np.ndarray, k: int) -> float:
-    ranks = np.asarray(ranks, dtype=np.float64)
-    if not len(ranks):
-        return float("nan")
-    gains = np.where(ranks < k, 1.0 / np.log2(ranks + 2.0), 0.0)
-    return float(np.mean(gains))
+    gains = user_ndcg(ranks, k)
+    return float(np.mean(gains)) if len(gains) else float("nan")
 
 
 def ranking_report(ranks: Mapping[tuple[str, str], np.ndarray], ks: list[int]) -> dict[str, float]:

@@ -228,7 +228,7 @@ class FedRASStrategy(Strategy):
             log.warning("round %d: a SuperNode failed during evaluation: %s", server_round, _describe(failure))
             self._forget_table(failure, self.users_of_node)
         missing = self._missing_snapshots(results, self.session.snapshot_in_evaluation(server_round))
-        report = self.session.end_evaluation(server_round, [ranks[u] for u in sorted(ranks)], missing)
+        report = self.session.end_evaluation(server_round, ranks, missing)
         return None, {**report, "eval-users": len(ranks)}
 
     def _forget_table(self, failure: Any, sent_to: dict[str, list[int]]) -> None:

@@ -41,7 +41,7 @@ def run_inprocess(cfg: RunConfig) -> dict[str, Any]:
             ranks = worker.rank(all_users, evaluation, store)
             if session.snapshot_in_evaluation(server_round):
                 save_node_state(store, snapshots, server_round)
-            session.end_evaluation(server_round, ranks)
+            session.end_evaluation(server_round, dict(zip(all_users, ranks)))
     assert session.summary is not None
     return session.summary
 

@@ -1,5 +1,6 @@
 """Run outputs: `rounds.jsonl` (one line per round, metrics on evaluation rounds), `summary.json`, `incidents.jsonl` (every
-rejected upload, failed SuperNode and skipped round), and a progress line per round in the log.
+rejected upload, failed SuperNode and skipped round), `test-ranks.csv` (each user's test-item ranks at the last round,
+for paired comparisons between runs), and a progress line per round in the log.
 Written by whoever drives the server (ServerApp or in-process loop)."""
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ import math
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+from fedras_flwr.algorithm.evaluation import UserRanks
 from fedras_flwr.algorithm.round_stats import RoundTrainStats
 from fedras_flwr.config import RunConfig
 
 log = logging.getLogger("fedras_flwr")
+
+TEST_RANKS_FILE = "test-ranks.csv"
+TEST_RANKS_HEADER = "user,test-sampled,test-full"
 
 
 def resolve_out_dir(out_dir: str) -> Path:
@@ -80,6 +85,11 @@ class RunRecorder:
             "records": self.records, "incidents": self.incidents, "totals": self.totals,
             "wall-time": time.monotonic() - self.started,
         }
+
+    def write_test_ranks(self, users: Sequence[int], ranks: Sequence[UserRanks]) -> None:
+        """`test-ranks.csv`: user, sampled and full rank of its test item, one line per evaluated user."""
+        lines = [f"{user},{r.test_sampled},{r.test_full}\n" for user, r in zip(users, ranks)]
+        (self.out_dir / TEST_RANKS_FILE).write_text(TEST_RANKS_HEADER + "\n" + "".join(lines))
 
     def _incident(self, server_round: int, kind: str, **details: Any) -> None:
         incident = {"round": server_round, "kind": kind, **details}
@@ -224,6 +234,19 @@ class RunRecorder:
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         log.info("fedras-flwr: finished: %s", summary_line(summary))
         return summary
+
+
+def read_test_ranks(run_dir: Path) -> dict[int, tuple[int, int]]:
+    """A run's `test-ranks.csv`: user -> (sampled rank, full rank) of its test item at the last round."""
+    path = Path(run_dir) / TEST_RANKS_FILE
+    lines = path.read_text().splitlines()
+    if not lines or lines[0] != TEST_RANKS_HEADER:
+        raise ValueError(f"{path} does not start with {TEST_RANKS_HEADER!r}: rerun the run to rewrite it")
+    ranks = {}
+    for line in lines[1:]:
+        user, sampled, full = (int(field) for field in line.split(","))
+        ranks[user] = (sampled, full)
+    return ranks
 
 
 def summary_line(summary: dict[str, Any]) -> str:

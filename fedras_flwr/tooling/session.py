@@ -8,7 +8,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -219,9 +219,14 @@ class ServerSession:
         return stats
 
     def end_evaluation(
-        self, server_round: int, ranks: Sequence[UserRanks], missing_snapshots: Sequence[int] = ()
+        self, server_round: int, ranks: Mapping[int, UserRanks], missing_snapshots: Sequence[int] = ()
     ) -> dict[str, float]:
-        report = self.server.evaluation_report(ranks)
+        """`ranks`: each evaluated user's ranks, by user id. The last round's are also written per user, so two
+        runs can be compared user by user (a paired test), not only by their means."""
+        users = sorted(ranks)
+        report = self.server.evaluation_report([ranks[u] for u in users])
+        if server_round == self.cfg.num_server_rounds:
+            self.recorder.write_test_ranks(users, [ranks[u] for u in users])
         self._end_round(server_round, report, missing_snapshots)
         return report
 
