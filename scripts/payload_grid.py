@@ -148,43 +148,53 @@ def result_row(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def table_order(dataset: str, level: float, codec: str) -> tuple[str, float, int]:
+    """Rows by dataset, then level, then codec in CODECS order."""
+    return dataset, level, CODECS.index(codec) if codec in CODECS else len(CODECS)
+
+
 def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
     """FedRAS against every baseline at each level, user by user on the seeds both ran (tooling/paired.py)."""
     cells: dict[tuple[str, float, str], dict[int, dict[int, int]]] = {}
+    unpaired = []
     for row in rows:  # (dataset, level, codec) -> seed -> user -> sampled rank of the test item
-        if not (Path(row["out-dir"]) / TEST_RANKS_FILE).is_file():
-            continue  # a run made before runs wrote their per-user ranks: its seed is left out of the pairing
-        ranks = {user: sampled for user, (sampled, _) in read_test_ranks(Path(row["out-dir"])).items()}
-        cells.setdefault((row["dataset"], row["level"], row["codec"]), {})[row["seed"]] = ranks
-    order = {codec: i for i, codec in enumerate(CODECS)}
-    lines = []
-    for (dataset, level, codec), baseline in sorted(cells.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], 99))):
-        fedras = cells.get((dataset, level, "fedras"), {})
-        seeds = sorted(set(fedras) & set(baseline))
-        if codec == "fedras" or not seeds:
+        run_dir = Path(row["out-dir"])
+        if not (run_dir / TEST_RANKS_FILE).is_file():
+            unpaired.append(run_dir.name)  # made before runs wrote their per-user ranks
             continue
-        gaps = {metric: paired_gap([fedras[s] for s in seeds], [baseline[s] for s in seeds], metric, 10)
-                for metric in ("hr", "ndcg")}
+        ranks = {user: sampled for user, (sampled, _) in read_test_ranks(run_dir).items()}
+        cells.setdefault((row["dataset"], row["level"], row["codec"]), {})[row["seed"]] = ranks
+    lines = []
+    for dataset, level, codec in sorted(cells, key=lambda cell: table_order(*cell)):
+        fedras = cells.get((dataset, level, "fedras"))
+        if codec == "fedras" or fedras is None:
+            continue
+        try:
+            hr, ndcg = (paired_gap(fedras, cells[dataset, level, codec], metric, 10) for metric in ("hr", "ndcg"))
+        except ValueError as err:  # no common seed, or too few users evaluated in every run
+            lines.append(f"| {dataset} | {level} | {codec} | - | - | - | - | - | - | {err} |")
+            continue
         verdicts = {"a ahead": "FedRAS ahead", "b ahead": f"{codec} ahead", "tie": "tie"}
         lines.append(
-            f"| {dataset} | {level} | {codec} | {len(seeds)} | {gaps['hr'].users} | "
-            + " | ".join(f"{g.mean:+.4f} ± {g.half_width:.4f}" for g in gaps.values())
-            + f" | {gaps['hr'].a_better} / {gaps['hr'].b_better} | "
-            + ", ".join(verdicts[g.verdict] for g in gaps.values()) + " |"
+            f"| {dataset} | {level} | {codec} | {len(hr.seeds)} | {hr.users} | {hr.mean:+.4f} ± {hr.half_width:.4f} | "
+            f"{ndcg.mean:+.4f} ± {ndcg.half_width:.4f} | {', '.join(f'{d:+.0f}' for d in hr.per_seed)} | "
+            f"{hr.a_better} / {hr.b_better} | {verdicts[hr.verdict]}, {verdicts[ndcg.verdict]} |"
         )
     if not lines:
         return []
     return [
         "",
-        "FedRAS against each baseline user by user: the difference FedRAS minus baseline of each user's HR@10 and"
-        " NDCG@10 (sampled), averaged over the seeds both ran, then over users, with its 95 % interval; an interval"
-        " that contains 0 is a tie. The hit counts are (seed, user) pairs where only FedRAS or only the baseline"
-        " hit the test item.",
+        "FedRAS against each baseline user by user: Δ is FedRAS minus the baseline, each user's HR@10 or NDCG@10"
+        " (sampled) averaged over the seeds both ran, then over users, with its 95 % interval over users. That"
+        " interval does not cover run-to-run noise, so a codec is called ahead only when the interval excludes 0"
+        " and it is ahead in every seed; otherwise it is a tie.",
         "",
-        "| dataset | level | baseline | seeds | users | Δ HR@10 | Δ NDCG@10 | hits only FedRAS / only baseline |"
-        " verdict HR@10, NDCG@10 |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| dataset | level | baseline | seeds | users | Δ HR@10 | Δ NDCG@10 | HR@10 hits FedRAS − baseline, per seed |"
+        " (seed, user) pairs only FedRAS / only baseline hit | verdict HR@10, NDCG@10 |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *lines,
+        *([f"\nLeft out (no test-ranks.csv: made before runs wrote their per-user ranks): {', '.join(unpaired)}."]
+          if unpaired else []),
     ]
 
 
@@ -202,8 +212,7 @@ def write_tables(rows: list[dict[str, Any]], unreachable: list[tuple[str, str, f
         "| dataset | level | codec | setting | seeds | HR@10 | NDCG@10 | HR@10 full | NDCG@10 full | reduction vs dense % | reduction vs sparse % |",
         "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    order = {codec: i for i, codec in enumerate(CODECS)}
-    for (dataset, codec, level), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], order.get(kv[0][1], 99))):
+    for (dataset, codec, level), group in sorted(groups.items(), key=lambda kv: table_order(kv[0][0], kv[0][2], kv[0][1])):
         lines.append(
             f"| {dataset} | {level} | {codec} | {group[0]['setting']} | {len(group)} | "
             + " | ".join(mean_std([g[m] for g in group]) for m in METRICS)

@@ -13,6 +13,7 @@ from fedras_flwr.flower.strategy import FedRASStrategy
 from fedras_flwr.tooling import checkpoint
 from fedras_flwr.tooling.checkpoint import CheckpointError, SnapshotFolder, read_snapshot
 from fedras_flwr.tooling.inprocess import run_inprocess
+from fedras_flwr.tooling.results import read_test_ranks
 from fedras_flwr.tooling.session import ServerSession, find_resume_point, run_key
 
 
@@ -91,15 +92,19 @@ def comparable(out_dir):
 def test_resumed_in_process_run_equals_the_uninterrupted_one(tmp_path, monkeypatch, changes):
     cfg = tiny_config(tmp_path, num_server_rounds=6, eval_every=3, checkpoint_every=2, **changes)
     whole = run_inprocess(cfg.replace(out_dir=str(tmp_path / "whole")))
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "test-ranks.csv").write_text("an older run's ranks")
     with monkeypatch.context() as patch:
         crash_at(patch, 6)
         with pytest.raises(KeyboardInterrupt):
             run_inprocess(cfg.replace(out_dir=str(tmp_path / "cut")))
     assert SnapshotFolder(tmp_path / "cut" / "checkpoints").rounds() == [2, 4]
+    assert not (tmp_path / "cut" / "test-ranks.csv").exists()  # not this run's: it has no last round yet
     resumed = run_inprocess(cfg.replace(out_dir="", resume=str(tmp_path / "cut")))
     assert resumed["out-dir"] == str(tmp_path / "cut") and resumed["resumed-from"].endswith("round-000004.npz")
     assert resumed["final"] == whole["final"] and resumed["total-up-bytes"] == whole["total-up-bytes"]
     assert comparable(tmp_path / "cut") == comparable(tmp_path / "whole")
+    assert read_test_ranks(tmp_path / "cut") == read_test_ranks(tmp_path / "whole")
 
 
 def test_resume_into_a_new_out_dir_reads_the_old_snapshots(tmp_path, monkeypatch):

@@ -48,6 +48,33 @@ def test_payload_grid_runs(tmp_path):
     assert again.returncode == 0 and " 0 to run " in again.stdout
 
 
+def test_the_paired_table_pairs_fedras_with_each_baseline_on_their_common_seeds(tmp_path):
+    spec = importlib.util.spec_from_file_location("payload_grid", REPO / "scripts" / "payload_grid.py")
+    payload_grid = importlib.util.module_from_spec(spec)
+    sys.modules["payload_grid"] = payload_grid  # its dataclasses look their module up there
+    spec.loader.exec_module(payload_grid)
+    # hits at K=10 (rank < 10), users 0-3: fedras [1,1,0,0] then [1,1,1,0]; topk [1,0,0,1] then [0,1,0,0]
+    sampled = {("fedras", 0): [0, 0, 50, 50], ("fedras", 1): [0, 0, 0, 50],
+               ("topk", 0): [0, 50, 50, 0], ("topk", 1): [50, 0, 50, 50], ("colr", 0): []}
+    rows = []
+    for (codec, seed), ranks in sampled.items():
+        run_dir = tmp_path / f"{codec}-{seed}"
+        run_dir.mkdir()
+        (run_dir / "test-ranks.csv").write_text("user,test-sampled,test-full\n"
+                                                + "".join(f"{u},{r},{r}\n" for u, r in enumerate(ranks)))
+        rows.append({"dataset": "d", "level": 99.0, "codec": codec, "seed": seed, "out-dir": str(run_dir)})
+    (tmp_path / "svd-0").mkdir()  # a run made before runs wrote test-ranks.csv
+    rows.append({"dataset": "d", "level": 99.0, "codec": "svd", "seed": 0, "out-dir": str(tmp_path / "svd-0")})
+    lines = payload_grid.paired_lines(rows)
+    table = [line for line in lines if line.startswith("| d |")]
+    # Δ HR@10 = 0.625 - 0.375, interval 1.96 x 0.5 / 2 (tests/test_paired.py); per seed +0 and +2 hits
+    assert table[0].startswith("| d | 99.0 | colr | - |") and "too few to compare" in table[0]  # nobody evaluated
+    assert table[1].startswith("| d | 99.0 | topk | 2 | 4 | +0.2500 ± 0.4900 | ")
+    assert table[1].endswith(" | +0, +2 | 3 / 1 | tie, tie |")
+    assert len(table) == 2 and all(line.count("|") == 11 for line in table)  # 10 columns, as the header
+    assert lines[-1].endswith("per-user ranks): svd-0.")
+
+
 def test_kmeans_cap_runs(tmp_path):
     done = run_script("kmeans_cap.py", "--every", "3", "--caps", "1,3", *TINY, "num-server-rounds=2",
                       "clients-per-round=10", "num-actions=4", cwd=tmp_path)

@@ -75,6 +75,7 @@ class RunRecorder:
         self.incidents: list[dict[str, Any]] = list(state.get("incidents", []))
         self.totals: dict[str, float] = {key: 0 for key in _TOTALS} | state.get("totals", {})
         self.started = time.monotonic() - state.get("wall-time", 0.0)
+        (self.out_dir / TEST_RANKS_FILE).unlink(missing_ok=True)  # an older run's: this one writes its own at the end
         self.rounds_file.write_text("".join(json.dumps(r) + "\n" for r in self.records))
         self.incidents_file.write_text("".join(json.dumps(i) + "\n" for i in self.incidents))
         log.info("fedras-flwr: writing results to %s", self.out_dir)
