@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from fedras_flwr.config import parse_overrides
 from fedras_flwr.tooling.experiments import (
     StaleRun,
     git_commit,
+    invocation,
     mean_std,
     planned_run,
     read_rounds,
@@ -118,7 +118,7 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(curves)
     chosen = recommend(rows, by_lr, args.tolerance)
-    command = "python scripts/calibrate_budget.py " + shlex.join(sys.argv[1:])
+    command = invocation("calibrate_budget.py", sys.argv[1:])
     lines = [
         f"# Budget calibration: {args.dataset}, {args.model}, dense, {args.clients_per_round} clients per round",
         "",

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from fedras_flwr.tooling.experiments import (
     bytes_per_client,
     calibrated_budget,
     git_commit,
+    invocation,
     mean_std,
     planned_run,
     preset_config,
@@ -134,6 +134,12 @@ def calibrate(
     return plan
 
 
+def _repo_relative(path: Path) -> str:
+    """A run folder as grid.csv names it: relative to the repository when inside it, so the file is the same on
+    every clone."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def result_row(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
     cfg = RunConfig.from_flat(job["config"])
     up_bytes, _ = bytes_per_client(cfg.out_dir, summary)
@@ -144,7 +150,7 @@ def result_row(job: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
         "up-reduction-sparse": summary["up-reduction-sparse"],
         "up-bytes": up_bytes,
         "rounds": cfg.num_server_rounds, "clients-per-round": cfg.clients_per_round,
-        "out-dir": str(cfg.out_dir),
+        "out-dir": _repo_relative(Path(cfg.out_dir)),
     }
 
 
@@ -158,9 +164,9 @@ def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
     cells: dict[tuple[str, float, str], dict[int, dict[int, int]]] = {}
     unpaired = []
     for row in rows:  # (dataset, level, codec) -> seed -> user -> sampled rank of the test item
-        run_dir = Path(row["out-dir"])
+        run_dir = REPO / row["out-dir"]  # an absolute out-dir stays itself
         if not (run_dir / TEST_RANKS_FILE).is_file():
-            unpaired.append(run_dir.name)  # made before runs wrote their per-user ranks
+            unpaired.append(run_dir.name)  # e.g. made before runs wrote their per-user ranks
             continue
         ranks = {user: sampled for user, (sampled, _) in read_test_ranks(run_dir).items()}
         cells.setdefault((row["dataset"], row["level"], row["codec"]), {})[row["seed"]] = ranks
@@ -193,7 +199,7 @@ def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
         " (seed, user) pairs only FedRAS / only baseline hit | verdict HR@10, NDCG@10 |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *lines,
-        *([f"\nLeft out (no test-ranks.csv: made before runs wrote their per-user ranks): {', '.join(unpaired)}."]
+        *([f"\nLeft out (no test-ranks.csv, e.g. made before runs wrote one): {', '.join(unpaired)}."]
           if unpaired else []),
     ]
 
@@ -286,7 +292,7 @@ def main() -> None:
 
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    command = "python scripts/payload_grid.py " + shlex.join(sys.argv[1:])
+    command = invocation("payload_grid.py", sys.argv[1:])
     data_dirs = dict(item.split("=", 1) for item in args.data_dir)
     jobs, plan, unreachable = [], {}, []
     try:

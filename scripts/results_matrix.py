@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import shlex
 import statistics
 import sys
 import traceback
@@ -37,6 +36,7 @@ from fedras_flwr.tooling.experiments import (
     bytes_per_client,
     calibrated_budget,
     git_commit,
+    invocation,
     mean_std,
     planned_run,
     preset_config,
@@ -148,7 +148,7 @@ def main() -> None:
     data_dirs = dict(item.split("=", 1) for item in args.data_dir)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    command = "python scripts/results_matrix.py " + shlex.join(sys.argv[1:])
+    command = invocation("results_matrix.py", sys.argv[1:])
     datasets = args.datasets.split(",")
     try:
         for dataset in datasets:

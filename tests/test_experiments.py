@@ -17,6 +17,7 @@ from fedras_flwr.tooling.experiments import (
     StaleRun,
     bytes_per_client,
     calibrated_budget,
+    invocation,
     planned_run,
     run_commits,
     run_many,
@@ -170,3 +171,11 @@ def test_the_commit_stamp_marks_code_changes_but_not_the_commands_own_results(tm
     git("checkout", "fedras_flwr/code.py")
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     assert experiments.git_commit(tmp_path) == f"{head} (with uncommitted changes)"
+
+
+def test_the_recorded_command_names_the_thread_settings_it_ran_with(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert invocation("grid.py", ["--data-dir", "a b"]) == "python scripts/grid.py --data-dir 'a b'"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    assert invocation("grid.py", []) == "OPENBLAS_NUM_THREADS=1 python scripts/grid.py"

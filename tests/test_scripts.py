@@ -72,7 +72,7 @@ def test_the_paired_table_pairs_fedras_with_each_baseline_on_their_common_seeds(
     assert table[1].startswith("| d | 99.0 | topk | 2 | 4 | +0.2500 ± 0.4900 | ")
     assert table[1].endswith(" | +0, +2 | 3 / 1 | tie, tie |")
     assert len(table) == 2 and all(line.count("|") == 11 for line in table)  # 10 columns, as the header
-    assert lines[-1].endswith("per-user ranks): svd-0.")
+    assert lines[-1].endswith("made before runs wrote one): svd-0.")
 
 
 def test_kmeans_cap_runs(tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -56,6 +58,17 @@ def calibrated_budget(dataset: str, model: str) -> dict[str, Any]:
 
 #: What a run executes, relative to the repository: a change to any of these marks the commit stamp.
 RUN_CODE = ("fedras_flwr", "scripts", "pyproject.toml")
+
+
+#: Environment settings that can change a run's last bits (numpy's BLAS splits work by its thread count).
+RESULT_ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+
+
+def invocation(script: str, arguments: Sequence[str]) -> str:
+    """The command a results file says made it: the script with its arguments, after any RESULT_ENVIRONMENT
+    setting it ran with, so the command reproduces the figures to the last bit."""
+    settings = [f"{name}={shlex.quote(os.environ[name])}" for name in RESULT_ENVIRONMENT if name in os.environ]
+    return " ".join([*settings, f"python scripts/{script}", shlex.join(arguments)]).rstrip()
 
 
 def git_commit(repo: Path) -> str:

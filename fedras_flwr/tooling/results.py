@@ -11,13 +11,15 @@ import math
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from fedras_flwr.algorithm.evaluation import UserRanks
 from fedras_flwr.algorithm.round_stats import RoundTrainStats
 from fedras_flwr.config import RunConfig
+
+if TYPE_CHECKING:  # an annotation only: evaluation imports the models
+    from fedras_flwr.algorithm.evaluation import UserRanks
 
 log = logging.getLogger("fedras_flwr")
 
@@ -87,9 +89,9 @@ class RunRecorder:
             "wall-time": time.monotonic() - self.started,
         }
 
-    def write_test_ranks(self, users: Sequence[int], ranks: Sequence[UserRanks]) -> None:
+    def write_test_ranks(self, ranks: Mapping[int, UserRanks]) -> None:
         """`test-ranks.csv`: user, sampled and full rank of its test item, one line per evaluated user."""
-        lines = [f"{user},{r.test_sampled},{r.test_full}\n" for user, r in zip(users, ranks)]
+        lines = [f"{user},{ranks[user].test_sampled},{ranks[user].test_full}\n" for user in sorted(ranks)]
         (self.out_dir / TEST_RANKS_FILE).write_text(TEST_RANKS_HEADER + "\n" + "".join(lines))
 
     def _incident(self, server_round: int, kind: str, **details: Any) -> None:

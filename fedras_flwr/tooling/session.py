@@ -223,10 +223,9 @@ class ServerSession:
     ) -> dict[str, float]:
         """`ranks`: each evaluated user's ranks, by user id. The last round's are also written per user, so two
         runs can be compared user by user (a paired test), not only by their means."""
-        users = sorted(ranks)
-        report = self.server.evaluation_report([ranks[u] for u in users])
+        report = self.server.evaluation_report([ranks[u] for u in sorted(ranks)])
         if server_round == self.cfg.num_server_rounds:
-            self.recorder.write_test_ranks(users, [ranks[u] for u in users])
+            self.recorder.write_test_ranks(ranks)
         self._end_round(server_round, report, missing_snapshots)
         return report
 
