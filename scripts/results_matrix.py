@@ -1,5 +1,6 @@
 """Matrix 1, the headline results: datasets x backbones x {dense, sparse, fedras K=8, fedras adaptive, fedras K=8
-with error feedback, fedras under a 1 % byte target, fedras K=8 with 4-bit NeuMF weights} x seeds.
+with error feedback, fedras under a 1 % byte target, fedras K=8 on directions, fedras K=8 with 4-bit NeuMF weights}
+x seeds.
 
 Every run takes its budget from the dataset and model's Hydra preset (fedras_flwr/conf/budget/<dataset>-<model>.yaml,
 calibrated by scripts/calibrate_budget.py; a missing one stops the command), the backbone's from its model preset, the codec's from its codec preset, and runs
@@ -49,7 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("ml-100k", "lastfm-2k", "amazon-games", "synthetic")
 MODELS = ("mf", "neumf")
 CODECS = (  # codec presets
-    "dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef", "fedras-target-ratio", "fedras-int4-weights",
+    "dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef", "fedras-target-ratio", "fedras-direction",
+    "fedras-int4-weights",
 )
 METRICS = ("hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full")
 NEUMF_ONLY_CODECS = ("fedras-int4-weights",)  # differ from fedras in NeuMF's dense weights only: no MF cells
@@ -119,7 +121,7 @@ def dense_ratio(group: list[dict[str, Any]], dense: list[dict[str, Any]]) -> str
 
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
     """HR@10 (mean, seed std as error bar) against upload bytes per client, one panel per dataset."""
-    markers = dict(zip(CODECS, "osD^vXP", strict=True))
+    markers = dict(zip(CODECS, "osD^vX*P", strict=True))
 
     def draw(axis: Any, dataset: str) -> None:
         for model, colour in zip(MODELS, ("tab:blue", "tab:orange")):
