@@ -1,6 +1,6 @@
-"""Matrix 1, the headline results: datasets x backbones x {dense, sparse, fedras K=8, fedras adaptive, fedras K=8
-with error feedback, fedras under a 1 % byte target, fedras K=8 on directions, fedras K=8 with 4-bit NeuMF weights}
-x seeds.
+"""Matrix 1, the headline results: datasets x backbones x codecs x seeds. Each backbone has its codec list
+(MODEL_CODECS): dense, sparse, fedras K=8 and fedras adaptive for both; with MF also fedras K=8 with error feedback,
+fedras under a 1 % byte target and fedras K=8 on directions; with NeuMF also fedras K=8 with 4-bit weights.
 
 Every run takes its budget from the dataset and model's Hydra preset (fedras_flwr/conf/budget/<dataset>-<model>.yaml,
 calibrated by scripts/calibrate_budget.py; a missing one stops the command), the backbone's from its model preset, the codec's from its codec preset, and runs
@@ -8,17 +8,21 @@ the `mixed` device scenario (so fedras-adaptive has deadlines to fit; with strag
 changes no accuracy, only the simulated time). Runs go through the in-process loop, which gives the Flower app's
 metrics (tests/test_flower.py).
 
-    python scripts/results_matrix.py --data-dir ml-100k=../shared/data/ml-100k --datasets ml-100k --models mf
+    python scripts/results_matrix.py --data-dir ml-100k=../shared/data/ml-100k --data-dir lastfm-2k=../shared/data/lastfm-2k \
+        --data-dir amazon-games=../shared/data/amazon-games-sasrec
+
+runs the whole of it into results/matrix1/ (a folder per backbone: mf/, neumf/); `--datasets`, `--models`,
+`--codecs` (then for every backbone) and `--seeds` pick a part.
 
 Resumable: a run whose summary.json exists is read, not run again, so the same command continues where it
 stopped; the tables are rewritten after every finished run and name the runs not yet finished (re-render the
 README with scripts/render_results.py once they change). A finished run's summary.json, rounds.jsonl, commits.txt
 and incidents.jsonl are committed with the tables (results/.gitignore; add only run folders that hold a
 summary.json), so a fresh clone reads finished runs back; a stopped run's checkpoints are not committed, so on a
-fresh clone it starts again from round 0. Writes <out>/runs.csv (one row per run), <out>/results.md (mean +- std
-over seeds, ratios to dense),
-<out>/hr_vs_upload.png (HR@10 against upload bytes per client, log axis, one panel per dataset, seed spread as
-error bars) and <out>/manifest.json (the command, and every commit a run was started or resumed on). A run
+fresh clone it starts again from round 0. Writes, per backbone, <out>/<model>/runs.csv (one row per run),
+<out>/<model>/results.md (mean +- std over seeds, ratios to dense), <out>/<model>/hr_vs_upload.png (HR@10 against
+upload bytes per client, log axis, one panel per dataset, seed spread as error bars) and <out>/<model>/manifest.json
+(the command, and every commit a run was started or resumed on); runs go in <out>/<model>/runs/. A run
 stopped midway resumes from its checkpoints; a run folder made with other settings stops the command.
 """
 
@@ -49,13 +53,25 @@ from fedras_flwr.tooling.report import hr_vs_upload_panels, seed_point
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("ml-100k", "lastfm-2k", "amazon-games", "synthetic")
 MODELS = ("mf", "neumf")
-CODECS = (  # codec presets
-    "dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef", "fedras-target-ratio", "fedras-direction",
-    "fedras-int4-weights",
-)
+MODEL_CODECS = {  # each backbone's codec presets when --codecs is not given
+    "mf": ("dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef", "fedras-target-ratio", "fedras-direction"),
+    "neumf": ("dense", "sparse", "fedras", "fedras-adaptive", "fedras-int4-weights"),
+}
+CODECS = tuple(dict.fromkeys(codec for codecs in MODEL_CODECS.values() for codec in codecs))  # tables' row order
 METRICS = ("hr@10", "ndcg@10", "hr@10-full", "ndcg@10-full")
 NEUMF_ONLY_CODECS = ("fedras-int4-weights",)  # differ from fedras in NeuMF's dense weights only: no MF cells
 Cell = tuple[str, str, str, int]  # dataset, model, codec, seed
+
+
+def matrix_cells(datasets: list[str], models: list[str], codecs: list[str], seeds: list[int]) -> list[Cell]:
+    """Every (dataset, model, codec, seed) of the matrix: `codecs` for every backbone, else each backbone's own
+    (MODEL_CODECS); MF has no cell for a codec that differs from fedras in NeuMF's weights only."""
+    unknown = [model for model in models if not codecs and model not in MODEL_CODECS]
+    if unknown:
+        raise ValueError(f"no default codecs for model {', '.join(unknown)}: name them with --codecs")
+    return [(dataset, model, codec, seed) for dataset in datasets for model in models
+            for codec in (codecs or MODEL_CODECS[model]) for seed in seeds
+            if not (model == "mf" and codec in NEUMF_ONLY_CODECS)]
 
 
 def run_config(dataset: str, model: str, codec: str, seed: int, data_dirs: dict[str, str], extra: list[str]) -> RunConfig:
@@ -139,7 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--codecs", default=",".join(CODECS))
+    parser.add_argument("--codecs", default="", help="codec presets for every backbone (comma-separated); "
+                        "default: each backbone's own (MODEL_CODECS)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--data-dir", action="append", default=[], metavar="DATASET=PATH",
                         help="folder of a dataset's official file (repeatable); else the preset's $FEDRAS_DATA_DIR")
@@ -156,13 +173,13 @@ def main() -> None:
         for dataset in datasets:
             for model in args.models.split(","):
                 calibrated_budget(dataset, model)
-        cells = [(d, m, c, int(s)) for d in datasets for m in args.models.split(",")
-                 for c in args.codecs.split(",") for s in args.seeds.split(",")
-                 if not (m == "mf" and c in NEUMF_ONLY_CODECS)]
+        cells = matrix_cells(datasets, args.models.split(","), args.codecs.split(",") if args.codecs else [],
+                             [int(s) for s in args.seeds.split(",")])
         commit = git_commit(REPO)
         plans = {}
         for cell in cells:
-            cfg = run_config(*cell, data_dirs, args.set).replace(out_dir=str(out / "runs" / "-".join(map(str, cell))))
+            run_dir = out / cell[1] / "runs" / "-".join(map(str, cell))
+            cfg = run_config(*cell, data_dirs, args.set).replace(out_dir=str(run_dir))
             plans[cell] = planned_run(cfg)
     except (ValueError, OSError) as err:  # a preset without a budget, a run folder of other settings
         sys.exit(f"results_matrix: {err}")
@@ -196,9 +213,17 @@ def run_order(cells: list[Cell]) -> list[Cell]:
 
 def write_results(cells: list[Cell], finished: dict[Cell, dict[str, Any]], plans: dict[Cell, Any], out: Path,
                   command: str) -> None:
+    """Each backbone's tables in <out>/<model>/: a table compares codecs on one backbone."""
+    for model in dict.fromkeys(cell[1] for cell in cells):
+        write_model_results([cell for cell in cells if cell[1] == model], finished, plans, out / model, command)
+
+
+def write_model_results(cells: list[Cell], finished: dict[Cell, dict[str, Any]], plans: dict[Cell, Any], out: Path,
+                        command: str) -> None:
     """runs.csv, results.md, the plot and the manifest of the finished runs (`finished`: their table rows);
     results.md names the runs not yet finished, so a partial matrix never reads as a whole one (with none
     finished, no csv or plot is left)."""
+    out.mkdir(parents=True, exist_ok=True)
     done = [cell for cell in cells if cell in finished]
     rows = [finished[cell] for cell in done]
     if rows:

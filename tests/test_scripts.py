@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zipfile
 
+import pytest
 from conftest import REPO
 
 spec = importlib.util.spec_from_file_location("results_matrix", REPO / "scripts" / "results_matrix.py")
@@ -88,10 +89,11 @@ def test_results_matrix_runs_and_resumes(tmp_path):
             "--out", str(tmp_path / "m1"), "--set", *TINY_RUNS]
     done = run_script("results_matrix.py", *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    table = (tmp_path / "m1" / "results.md").read_text()
+    table = (tmp_path / "m1" / "mf" / "results.md").read_text()
     assert "| synthetic | mf | dense | 1 |" in table and "| synthetic | mf | fedras | 1 |" in table
-    assert (tmp_path / "m1" / "hr_vs_upload.png").stat().st_size > 0
-    manifest = json.loads((tmp_path / "m1" / "manifest.json").read_text())
+    assert (tmp_path / "m1" / "mf" / "hr_vs_upload.png").stat().st_size > 0
+    assert (tmp_path / "m1" / "mf" / "runs" / "synthetic-mf-dense-0" / "summary.json").is_file()
+    manifest = json.loads((tmp_path / "m1" / "mf" / "manifest.json").read_text())
     assert "results_matrix.py --datasets synthetic" in manifest["command"]
     assert manifest["commits"] and not any(c.startswith("unknown") for c in manifest["commits"])  # runs stamped
     again = run_script("results_matrix.py", *args, cwd=tmp_path)  # every run is read back, none repeated
@@ -104,7 +106,7 @@ def test_a_results_matrix_stopped_by_a_failing_run_keeps_and_names_what_finished
     done = run_script("results_matrix.py", *args, cwd=tmp_path)
     assert done.returncode == 1 and "results_matrix: run ml-100k mf dense 0 failed" in done.stderr.splitlines()[-1]
     assert "Traceback" in done.stderr
-    table = (tmp_path / "m1" / "results.md").read_text()
+    table = (tmp_path / "m1" / "mf" / "results.md").read_text()
     assert "| synthetic | mf | dense | 1 |" in table and "| ml-100k |" not in table
     assert "Not yet finished (1 of the command's runs): ml-100k mf dense seed 0." in table
 
@@ -125,6 +127,19 @@ def test_a_matrix_runs_seed_by_seed_so_a_stopped_one_has_every_codec_of_its_fini
                                               ("b", "mf", "dense", 1), ("b", "mf", "fedras", 1), ("a", "mf", "dense", 0)]
 
 
+def test_each_backbone_has_its_own_codecs_unless_they_are_named():
+    cells = results_matrix.matrix_cells(["a"], ["mf", "neumf"], [], [0])
+    assert [c for _, m, c, _ in cells if m == "mf"] == ["dense", "sparse", "fedras", "fedras-adaptive", "fedras-ef",
+                                                        "fedras-target-ratio", "fedras-direction"]
+    assert [c for _, m, c, _ in cells if m == "neumf"] == ["dense", "sparse", "fedras", "fedras-adaptive",
+                                                           "fedras-int4-weights"]
+    named = results_matrix.matrix_cells(["a", "b"], ["mf", "neumf"], ["dense", "fedras-int4-weights"], [0, 1])
+    assert named == [(d, m, c, s) for d in "ab" for m, codecs in (("mf", ["dense"]),
+                     ("neumf", ["dense", "fedras-int4-weights"])) for c in codecs for s in (0, 1)]
+    with pytest.raises(ValueError, match="no default codecs for model gru"):
+        results_matrix.matrix_cells(["a"], ["gru"], [], [0])
+
+
 def test_the_codec_that_only_changes_neumf_weights_has_no_mf_runs(tmp_path):
     args = ["--datasets", "synthetic", "--models", "mf", "--codecs", "dense,fedras-int4-weights", "--seeds", "0",
             "--jobs", "1", "--out", str(tmp_path / "m1"), "--set", *TINY_RUNS]
@@ -133,7 +148,7 @@ def test_the_codec_that_only_changes_neumf_weights_has_no_mf_runs(tmp_path):
 
 
 def test_a_finished_runs_record_is_kept_by_git_and_its_checkpoints_are_not():
-    for run in ("results/matrix1/runs/synthetic-mf-dense-0", "results/calibration/ml-100k-mf/runs/lr-0.5"):
+    for run in ("results/matrix1/mf/runs/synthetic-mf-dense-0", "results/calibration/ml-100k-mf/runs/lr-0.5"):
         paths = [f"{run}/summary.json", f"{run}/rounds.jsonl", f"{run}/commits.txt", f"{run}/incidents.jsonl",
                  f"{run}/test-ranks.csv", f"{run}/checkpoints/round-000010.npz", f"{run}/client-state/e38fa48575432dd8"]
         done = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REPO, capture_output=True, text=True)
@@ -144,7 +159,7 @@ def test_the_flower_app_bundle_leaves_out_every_run_file():
     from flwr.cli.build import build_fab_from_files
 
     keep = ["pyproject.toml", ".gitignore", "results/.gitignore", "fedras_flwr/__init__.py"]
-    runs = [f"results/{folder}/runs/x/{name}" for folder in ("matrix1", "calibration/ml-100k-mf")
+    runs = [f"results/{folder}/runs/x/{name}" for folder in ("matrix1/mf", "calibration/ml-100k-mf")
             for name in ("summary.json", "rounds.jsonl", "incidents.jsonl", "commits.txt", "test-ranks.csv")]
     files = {path: (REPO / path).read_bytes() for path in keep} | {path: b"{}" for path in runs}
     fab, _ = build_fab_from_files(files)
