@@ -100,6 +100,20 @@ def test_results_matrix_runs_and_resumes(tmp_path):
     assert again.returncode == 0 and "2 runs, 2 already done, 0 to run" in again.stdout
 
 
+def test_each_backbone_gets_its_own_tables(tmp_path):
+    args = ["--datasets", "synthetic", "--models", "mf,neumf", "--codecs", "dense", "--seeds", "0", "--jobs", "1",
+            "--out", str(tmp_path / "m1"), "--set", *TINY_RUNS]
+    done = run_script("results_matrix.py", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for model in ("mf", "neumf"):
+        table = (tmp_path / "m1" / model / "results.md").read_text()
+        assert [line.split(" | ")[1] for line in table.splitlines()[2:]] == [model]  # its own row only
+        assert (tmp_path / "m1" / model / "runs" / f"synthetic-{model}-dense-0" / "summary.json").is_file()
+        manifest = json.loads((tmp_path / "m1" / model / "manifest.json").read_text())
+        assert "--models mf,neumf" in manifest["command"] and manifest["commits"]
+    assert sorted(path.name for path in (tmp_path / "m1").iterdir()) == ["mf", "neumf"]
+
+
 def test_a_results_matrix_stopped_by_a_failing_run_keeps_and_names_what_finished(tmp_path):
     args = ["--datasets", "synthetic,ml-100k", "--models", "mf", "--codecs", "dense", "--seeds", "0", "--jobs", "1",
             "--data-dir", f"ml-100k={tmp_path / 'no-such-folder'}", "--out", str(tmp_path / "m1"), "--set", *TINY_RUNS]
