@@ -12,7 +12,7 @@ runs Matrix 2 (ML-100K and Last.fm at 96.88 and 99 %, every codec, seeds 0-2) in
 a finished run is read, not run again; a stopped one resumes from its checkpoints; a run folder made with other
 settings stops the command. Writes <out>/grid.csv (one row per run), <out>/grid.md (mean +- std over seeds; a
 level a codec cannot reach is named; then FedRAS against each baseline user by user, from each run's
-test-ranks.csv: the paired difference with its 95 % interval), <out>/hr_vs_upload.png (HR@10 against upload
+test-ranks.csv: the paired difference with its 95 % interval and McNemar's p), <out>/hr_vs_upload.png (HR@10 against upload
 bytes per client, log axis, one panel per dataset, seed spread as error bars), <out>/plan.json (the calibrated
 settings) and <out>/manifest.json (the command, every commit a run was started or resumed on). Runs go through
 the in-process loop (fedras_flwr/tooling/experiments.py); `--jobs` runs that many in parallel.
@@ -159,6 +159,10 @@ def table_order(dataset: str, level: float, codec: str) -> tuple[str, float, int
     return dataset, level, CODECS.index(codec) if codec in CODECS else len(CODECS)
 
 
+def format_p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
     """FedRAS against every baseline at each level, user by user on the seeds both ran (tooling/paired.py)."""
     cells: dict[tuple[str, float, str], dict[int, dict[int, int]]] = {}
@@ -184,7 +188,7 @@ def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {dataset} | {level} | {codec} | {len(hr.seeds)} | {hr.users} | {hr.mean:+.4f} ± {hr.half_width:.4f} | "
             f"{ndcg.mean:+.4f} ± {ndcg.half_width:.4f} | {', '.join(f'{d:+.0f}' for d in hr.per_seed)} | "
-            f"{hr.a_better} / {hr.b_better} | {verdicts[hr.verdict]}, {verdicts[ndcg.verdict]} |"
+            f"{hr.a_better} / {hr.b_better}, p {format_p(hr.mcnemar_p)} | {verdicts[hr.verdict]}, {verdicts[ndcg.verdict]} |"
         )
     if not lines:
         return []
@@ -193,10 +197,11 @@ def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
         "FedRAS against each baseline user by user: Δ is FedRAS minus the baseline, each user's HR@10 or NDCG@10"
         " (sampled) averaged over the seeds both ran, then over users, with its 95 % interval over users. That"
         " interval does not cover run-to-run noise, so a codec is called ahead only when the interval excludes 0"
-        " and it is ahead in every seed; otherwise it is a tie.",
+        " and it is ahead in every seed; otherwise it is a tie. p is McNemar's exact test on the (seed, user)"
+        " pairs where only one side hit; it treats them as independent, which users of one run are not.",
         "",
         "| dataset | level | baseline | seeds | users | Δ HR@10 | Δ NDCG@10 | HR@10 hits FedRAS − baseline, per seed |"
-        " (seed, user) pairs only FedRAS / only baseline hit | verdict HR@10, NDCG@10 |",
+        " (seed, user) pairs only FedRAS / only baseline hit, McNemar p | verdict HR@10, NDCG@10 |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         *lines,
         *([f"\nLeft out (no test-ranks.csv, e.g. made before runs wrote one): {', '.join(unpaired)}."]

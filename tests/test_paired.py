@@ -2,7 +2,7 @@
 
 import pytest
 
-from fedras_flwr.tooling.paired import Z_95, paired_gap
+from fedras_flwr.tooling.paired import Z_95, PairedGap, paired_gap
 
 # seed -> user -> rank of the test item (0 = top); at K=10, a hits users [0, 1] in seed 0 and [0, 1, 2] in seed 1,
 # b hits [0, 3] in seed 0 and [1] in seed 1
@@ -17,6 +17,7 @@ def test_the_paired_difference_by_hand():
     assert gap.half_width == pytest.approx(Z_95 * 0.5 / 2)  # per-user std 0.5 (ddof 1), 4 users
     assert (gap.users, gap.seeds, gap.per_seed) == (4, (0, 1), (0.0, 2.0))
     assert (gap.a_better, gap.b_better) == (3, 1)
+    assert gap.mcnemar_p == pytest.approx(2 * (1 + 4) / 2**4)  # P(at most 1 of 4 flips one way), both tails
     assert gap.verdict == "tie"
 
 
@@ -34,6 +35,16 @@ def test_a_seed_that_disagrees_makes_a_tie():
     gap = paired_gap(a, b, "hr", 10)
     assert gap.mean - gap.half_width > 0 and gap.per_seed == (50.0, -1.0)
     assert gap.verdict == "tie"
+
+
+def test_mcnemar_p_by_hand():
+    def gap(a_better: int, b_better: int) -> PairedGap:
+        return PairedGap(0.0, 0.0, 2, (0,), (0.0,), a_better, b_better)
+
+    assert gap(0, 0).mcnemar_p == 1.0  # no user flipped: nothing against "equally likely"
+    assert gap(1, 1).mcnemar_p == 1.0  # the two tails overlap: capped at 1
+    assert gap(1, 7).mcnemar_p == pytest.approx(2 * 9 / 256)  # (1 + 8) of 2^8 outcomes as lopsided, twice
+    assert gap(10, 0).mcnemar_p == gap(0, 10).mcnemar_p == pytest.approx(2 / 1024)
 
 
 def test_only_the_seeds_and_users_both_have_are_paired():

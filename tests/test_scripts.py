@@ -71,7 +71,7 @@ def test_the_paired_table_pairs_fedras_with_each_baseline_on_their_common_seeds(
     # Δ HR@10 = 0.625 - 0.375, interval 1.96 x 0.5 / 2 (tests/test_paired.py); per seed +0 and +2 hits
     assert table[0].startswith("| d | 99.0 | colr | - |") and "too few to compare" in table[0]  # nobody evaluated
     assert table[1].startswith("| d | 99.0 | topk | 2 | 4 | +0.2500 ± 0.4900 | ")
-    assert table[1].endswith(" | +0, +2 | 3 / 1 | tie, tie |")
+    assert table[1].endswith(" | +0, +2 | 3 / 1, p 0.625 | tie, tie |")  # McNemar: 2 x (1 + 4) / 2^4
     assert len(table) == 2 and all(line.count("|") == 11 for line in table)  # 10 columns, as the header
     assert lines[-1].endswith("made before runs wrote one): svd-0.")
 

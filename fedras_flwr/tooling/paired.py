@@ -6,6 +6,10 @@ evaluated in every run), and its 95 % interval is the normal approximation over 
 as in a paired test over test users; with hundreds of users z and t agree to the third digit). That interval knows
 which users were tested, not how another training run would turn out, so a method is called ahead only when the
 interval excludes 0 and it is ahead in every seed as well.
+
+The (seed, user) pairs where only one method scores higher also get McNemar's exact test (the two-sided sign test
+on those pairs): the usual check that a handful of flipped users is not a one-sided pattern. It treats the pairs
+as independent, which users of one run are not (they share its model), so it informs the verdict, not decides it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,13 @@ class PairedGap:
         if self.mean + self.half_width < 0 and all(d < 0 for d in self.per_seed):
             return "b ahead"
         return "tie"
+
+    @property
+    def mcnemar_p(self) -> float:
+        """Two-sided exact p of `a_better` against `b_better` under "either side equally likely" (1.0 if none)."""
+        flips, fewer = self.a_better + self.b_better, min(self.a_better, self.b_better)
+        tail = sum(math.comb(flips, i) for i in range(fewer + 1)) / 2**flips
+        return min(1.0, 2 * tail)
 
 
 def paired_gap(a: SeedRanks, b: SeedRanks, metric: str, k: int) -> PairedGap:
