@@ -8,7 +8,8 @@ any `--set run.<key>=value`.
 
     python scripts/payload_grid.py --data-dir ml-100k=../shared/data/ml-100k --data-dir lastfm-2k=../shared/data/lastfm-2k
 
-runs Matrix 2 (ML-100K and Last.fm at 96.88 and 99 %, every codec, seeds 0-2) into results/matrix2/. Resumable:
+runs Matrix 2 (ML-100K and Last.fm at 96.88 and 99 %, every codec, seeds 0-2) into results/matrix2/; a part
+(other --datasets, --levels, --codecs, --seeds or --set) needs its own --out. Resumable:
 a finished run is read, not run again; a stopped one resumes from its checkpoints; a run folder made with other
 settings stops the command. Writes <out>/grid.csv (one row per run), <out>/grid.md (mean +- std over seeds; a
 level a codec cannot reach is named; then FedRAS against each baseline user by user, from each run's
@@ -49,6 +50,7 @@ from fedras_flwr.tooling.experiments import (
     git_commit,
     invocation,
     mean_std,
+    part_needs_own_out,
     planned_run,
     preset_config,
     run_many,
@@ -294,7 +296,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides for every run, e.g. run.eval-every=50")
     args = parser.parse_args()
-
+    if reason := part_needs_own_out(parser, args, ("datasets", "levels", "codecs", "seeds", "set")):
+        sys.exit(f"payload_grid: {reason}")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     command = invocation("payload_grid.py", sys.argv[1:])

@@ -4,6 +4,7 @@ app (tests/test_flower.py checks it) without per-message overhead."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -69,6 +70,16 @@ def invocation(script: str, arguments: Sequence[str]) -> str:
     setting it ran with, so the command reproduces the figures to the last bit."""
     settings = [f"{name}={shlex.quote(os.environ[name])}" for name in RESULT_ENVIRONMENT if name in os.environ]
     return " ".join([*settings, f"python scripts/{script}", shlex.join(arguments)]).rstrip()
+
+
+def part_needs_own_out(parser: argparse.ArgumentParser, args: argparse.Namespace, selectors: Sequence[str]) -> str:
+    """Why the command must stop ("" if it need not): `selectors` changed from their defaults pick a part of the
+    matrix, and that part would overwrite the whole matrix's committed tables in the default --out."""
+    changed = [f"--{name.replace('_', '-')}" for name in selectors if getattr(args, name) != parser.get_default(name)]
+    if not changed or Path(args.out).resolve() != Path(parser.get_default("out")).resolve():
+        return ""
+    return (f"a part of the matrix ({' '.join(changed)}) would overwrite the whole matrix's tables in {args.out}: "
+            f"give the part its own --out, e.g. --out my-part")
 
 
 def git_commit(repo: Path) -> str:
