@@ -8,8 +8,8 @@ any `--set run.<key>=value`.
 
     python scripts/payload_grid.py --data-dir ml-100k=../shared/data/ml-100k --data-dir lastfm-2k=../shared/data/lastfm-2k
 
-runs Matrix 2 (ML-100K and Last.fm at 96.88 and 99 %, every codec, seeds 0-2) into results/matrix2/; a part
-(other --datasets, --levels, --codecs, --seeds or --set) needs its own --out. Resumable:
+runs Matrix 2 (ML-100K and Last.fm at 96.88 and 99 %, every codec, seeds 0-2) into results/matrix2/; anything
+else (other --datasets, --levels, --codecs, --seeds or --set) needs its own --out. Resumable:
 a finished run is read, not run again; a stopped one resumes from its checkpoints; a run folder made with other
 settings stops the command. Writes <out>/grid.csv (one row per run), <out>/grid.md (mean +- std over seeds; a
 level a codec cannot reach is named; then FedRAS against each baseline user by user, from each run's
@@ -47,16 +47,16 @@ from fedras_flwr.config import RunConfig
 from fedras_flwr.tooling.experiments import (
     bytes_per_client,
     calibrated_budget,
+    default_out_refusal,
     git_commit,
     invocation,
     mean_std,
-    part_needs_own_out,
     planned_run,
     preset_config,
     run_many,
     write_manifest,
 )
-from fedras_flwr.tooling.paired import paired_gap
+from fedras_flwr.tooling.paired import PairedGap, paired_gap
 from fedras_flwr.tooling.results import TEST_RANKS_FILE, read_test_ranks
 
 LEVELS = (50.0, 75.0, 87.5, 93.75, 96.88, 99.0)
@@ -161,8 +161,11 @@ def table_order(dataset: str, level: float, codec: str) -> tuple[str, float, int
     return dataset, level, CODECS.index(codec) if codec in CODECS else len(CODECS)
 
 
-def format_p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+def flipped_pairs(gap: PairedGap) -> str:
+    """The (seed, user) pairs only one side hit, and McNemar's p on them ("-" when there are none to test)."""
+    p = gap.mcnemar_p
+    shown = "-" if gap.a_better + gap.b_better == 0 else "< 0.001" if p < 0.001 else f"{p:.3f}"
+    return f"{gap.a_better} / {gap.b_better}, p {shown}"
 
 
 def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -190,7 +193,7 @@ def paired_lines(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {dataset} | {level} | {codec} | {len(hr.seeds)} | {hr.users} | {hr.mean:+.4f} ± {hr.half_width:.4f} | "
             f"{ndcg.mean:+.4f} ± {ndcg.half_width:.4f} | {', '.join(f'{d:+.0f}' for d in hr.per_seed)} | "
-            f"{hr.a_better} / {hr.b_better}, p {format_p(hr.mcnemar_p)} | {verdicts[hr.verdict]}, {verdicts[ndcg.verdict]} |"
+            f"{flipped_pairs(hr)} | {verdicts[hr.verdict]}, {verdicts[ndcg.verdict]} |"
         )
     if not lines:
         return []
@@ -296,7 +299,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], help="Hydra overrides for every run, e.g. run.eval-every=50")
     args = parser.parse_args()
-    if reason := part_needs_own_out(parser, args, ("datasets", "levels", "codecs", "seeds", "set")):
+    if reason := default_out_refusal(parser, args, ("datasets", "levels", "codecs", "seeds", "set")):
         sys.exit(f"payload_grid: {reason}")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

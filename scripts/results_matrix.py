@@ -12,7 +12,8 @@ metrics (tests/test_flower.py).
         --data-dir amazon-games=../shared/data/amazon-games-sasrec
 
 runs the whole of it into results/matrix1/ (a folder per backbone: mf/, neumf/); `--datasets`, `--models`,
-`--codecs` (then for every backbone), `--seeds` and `--set` pick a part, which needs its own `--out`.
+`--codecs` (then for every backbone) and `--seeds` pick a part, and `--set` changes every run; either needs its
+own `--out`.
 
 Resumable: a run whose summary.json exists is read, not run again, so the same command continues where it
 stopped; the tables are rewritten after every finished run and name the runs not yet finished (re-render the
@@ -40,10 +41,10 @@ from fedras_flwr.config import RunConfig
 from fedras_flwr.tooling.experiments import (
     bytes_per_client,
     calibrated_budget,
+    default_out_refusal,
     git_commit,
     invocation,
     mean_std,
-    part_needs_own_out,
     planned_run,
     preset_config,
     run_many,
@@ -165,7 +166,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "results" / "matrix1"))
     parser.add_argument("--set", nargs="*", default=[], help="extra Hydra overrides for every run, e.g. run.eval-every=50")
     args = parser.parse_args()
-    if reason := part_needs_own_out(parser, args, ("datasets", "models", "codecs", "seeds", "set")):
+    if reason := default_out_refusal(parser, args, ("datasets", "models", "codecs", "seeds", "set")):
         sys.exit(f"results_matrix: {reason}")
     data_dirs = dict(item.split("=", 1) for item in args.data_dir)
     out = Path(args.out).resolve()

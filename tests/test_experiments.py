@@ -18,8 +18,8 @@ from fedras_flwr.tooling.experiments import (
     StaleRun,
     bytes_per_client,
     calibrated_budget,
+    default_out_refusal,
     invocation,
-    part_needs_own_out,
     planned_run,
     run_commits,
     run_many,
@@ -183,7 +183,7 @@ def test_the_recorded_command_names_the_thread_settings_it_ran_with(monkeypatch)
     assert invocation("grid.py", []) == "OPENBLAS_NUM_THREADS=1 python scripts/grid.py"
 
 
-def test_a_part_of_a_matrix_needs_its_own_out(tmp_path, monkeypatch):
+def test_a_part_of_a_matrix_is_refused_in_the_default_folder(tmp_path, monkeypatch):
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", default="a,b")
     parser.add_argument("--set", nargs="*", default=[])
@@ -191,21 +191,11 @@ def test_a_part_of_a_matrix_needs_its_own_out(tmp_path, monkeypatch):
     parser.add_argument("--out", default=str(tmp_path / "results" / "matrix"))
 
     def reason(*argv: str) -> str:
-        return part_needs_own_out(parser, parser.parse_args(argv), ("datasets", "set"))
+        return default_out_refusal(parser, parser.parse_args(argv), ("datasets", "set"))
 
     assert reason() == reason("--jobs", "1") == reason("--datasets", "a,b") == ""  # the whole matrix
     assert reason("--datasets", "a", "--out", str(tmp_path / "mine")) == ""  # a part in a folder of its own
-    assert reason("--datasets", "a").startswith("a part of the matrix (--datasets) would overwrite")
+    assert reason("--datasets", "a").startswith("a selection other than the whole matrix (--datasets) would overwrite")
     monkeypatch.chdir(tmp_path)  # the default folder spelled another way is the same folder
     assert "(--datasets --set)" in reason("--datasets", "a", "--set", "run.lr=1", "--out", "results/matrix")
 
-
-@pytest.mark.parametrize("script, part, table", [("results_matrix.py", "--models", "matrix1/mf/results.md"),
-                                                  ("payload_grid.py", "--levels", "matrix2/grid.md")])
-def test_the_matrix_commands_refuse_to_overwrite_the_whole_with_a_part(script, part, table):
-    repo = Path(__file__).resolve().parents[1]
-    before = (repo / "results" / table).read_bytes()
-    done = subprocess.run([sys.executable, str(repo / "scripts" / script), part, "99" if part == "--levels" else "mf"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and f"a part of the matrix ({part}) would overwrite" in done.stderr
-    assert (repo / "results" / table).read_bytes() == before

@@ -3,12 +3,16 @@
 import importlib.util
 import io
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 
 import pytest
 from conftest import REPO
+
+from fedras_flwr.tooling.paired import PairedGap
 
 spec = importlib.util.spec_from_file_location("results_matrix", REPO / "scripts" / "results_matrix.py")
 results_matrix = importlib.util.module_from_spec(spec)
@@ -74,6 +78,10 @@ def test_the_paired_table_pairs_fedras_with_each_baseline_on_their_common_seeds(
     assert table[1].endswith(" | +0, +2 | 3 / 1, p 0.625 | tie, tie |")  # McNemar: 2 x (1 + 4) / 2^4
     assert len(table) == 2 and all(line.count("|") == 11 for line in table)  # 10 columns, as the header
     assert lines[-1].endswith("made before runs wrote one): svd-0.")
+    gap = PairedGap(0.0, 0.0, 2, (0,), (0.0,), 0, 0)
+    assert payload_grid.flipped_pairs(gap) == "0 / 0, p -"  # nothing to test
+    assert payload_grid.flipped_pairs(replace(gap, a_better=10)) == "10 / 0, p 0.002"  # 2 / 1024
+    assert payload_grid.flipped_pairs(replace(gap, a_better=11)) == "11 / 0, p < 0.001"  # 2 / 2048
 
 
 def test_kmeans_cap_runs(tmp_path):
@@ -197,3 +205,14 @@ def test_calibrate_budget_runs(tmp_path):
 def test_the_readme_results_are_the_files_under_results():
     done = run_script("render_results.py", "--check", cwd=REPO)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("script, part", [("results_matrix.py", ["--models", "mf"]), ("payload_grid.py", ["--levels", "99"])])
+def test_a_matrix_command_refuses_a_part_in_its_default_folder(tmp_path, script, part):
+    """Run from a copy, whose default folder is tmp_path/results/...: a broken guard cannot touch the repository's."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(REPO / "scripts" / script, tmp_path / "scripts" / script)
+    done = subprocess.run([sys.executable, str(tmp_path / "scripts" / script), *part], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and f"a selection other than the whole matrix ({part[0]}) would overwrite" in done.stderr
+    assert not (tmp_path / "results").exists()  # refused before anything was written

@@ -72,14 +72,15 @@ def invocation(script: str, arguments: Sequence[str]) -> str:
     return " ".join([*settings, f"python scripts/{script}", shlex.join(arguments)]).rstrip()
 
 
-def part_needs_own_out(parser: argparse.ArgumentParser, args: argparse.Namespace, selectors: Sequence[str]) -> str:
-    """Why the command must stop ("" if it need not): `selectors` changed from their defaults pick a part of the
-    matrix, and that part would overwrite the whole matrix's committed tables in the default --out."""
+def default_out_refusal(parser: argparse.ArgumentParser, args: argparse.Namespace, selectors: Sequence[str]) -> str:
+    """Why the command must not run ("" if it may): `selectors` differ from their defaults (a part of the matrix,
+    or other settings) while --out is the default folder, whose committed tables hold the whole matrix. The
+    selectors compare as given (their parser options take no `type=`), so a reordered list counts as different."""
     changed = [f"--{name.replace('_', '-')}" for name in selectors if getattr(args, name) != parser.get_default(name)]
     if not changed or Path(args.out).resolve() != Path(parser.get_default("out")).resolve():
         return ""
-    return (f"a part of the matrix ({' '.join(changed)}) would overwrite the whole matrix's tables in {args.out}: "
-            f"give the part its own --out, e.g. --out my-part")
+    return (f"a selection other than the whole matrix ({' '.join(changed)}) would overwrite its tables in "
+            f"{args.out}: give it its own --out, e.g. --out my-part")
 
 
 def git_commit(repo: Path) -> str:

@@ -8,8 +8,9 @@ which users were tested, not how another training run would turn out, so a metho
 interval excludes 0 and it is ahead in every seed as well.
 
 The (seed, user) pairs where only one method scores higher also get McNemar's exact test (the two-sided sign test
-on those pairs): the usual check that a handful of flipped users is not a one-sided pattern. It treats the pairs
-as independent, which users of one run are not (they share its model), so it informs the verdict, not decides it.
+on those pairs): it asks whether their split between the two methods is more lopsided than chance. It treats the
+pairs as independent, which users of one run are not (they share its model), so it informs the verdict, not
+decides it.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class PairedGap:
 
     @property
     def mcnemar_p(self) -> float:
-        """Two-sided exact p of `a_better` against `b_better` under "either side equally likely" (1.0 if none)."""
+        """Two-sided exact p of `a_better` against `b_better` under "either side equally likely" (1.0 if none):
+        McNemar's test for HR's hit or miss, the sign test for NDCG's differences."""
         flips, fewer = self.a_better + self.b_better, min(self.a_better, self.b_better)
         tail = sum(math.comb(flips, i) for i in range(fewer + 1)) / 2**flips
         return min(1.0, 2 * tail)
