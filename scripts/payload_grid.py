@@ -13,10 +13,10 @@ else (other --datasets, --levels, --codecs, --seeds or --set) needs its own --ou
 a finished run is read, not run again; a stopped one resumes from its checkpoints; a run folder made with other
 settings stops the command. Writes <out>/grid.csv (one row per run), <out>/grid.md (mean +- std over seeds; a
 level a codec cannot reach is named; then FedRAS against each baseline user by user, from each run's
-test-ranks.csv: the paired difference with its 95 % interval and McNemar's p), <out>/hr_vs_upload.png (HR@10 against upload
-bytes per client, log axis, one panel per dataset, seed spread as error bars), <out>/plan.json (the calibrated
-settings) and <out>/manifest.json (the command, every commit a run was started or resumed on). Runs go through
-the in-process loop (fedras_flwr/tooling/experiments.py); `--jobs` runs that many in parallel.
+test-ranks.csv: the paired difference with its 95 % interval and McNemar's p), <out>/hr_vs_upload.png (HR@10
+against upload bytes per client, log axis, one panel per dataset, seed spread as error bars), <out>/plan.json
+(the calibrated settings) and <out>/manifest.json (the command, every commit a run was started or resumed on).
+Runs go through the in-process loop (fedras_flwr/tooling/experiments.py); `--jobs` runs that many in parallel.
 """
 
 from __future__ import annotations

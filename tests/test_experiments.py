@@ -198,4 +198,3 @@ def test_a_part_of_a_matrix_is_refused_in_the_default_folder(tmp_path, monkeypat
     assert reason("--datasets", "a").startswith("a selection other than the whole matrix (--datasets) would overwrite")
     monkeypatch.chdir(tmp_path)  # the default folder spelled another way is the same folder
     assert "(--datasets --set)" in reason("--datasets", "a", "--set", "run.lr=1", "--out", "results/matrix")
-
